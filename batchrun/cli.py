@@ -1,0 +1,291 @@
+"""The command line: parse options, call the stages, print, and choose the exit code.
+
+No logic lives here beyond wiring. batchrun's own errors become one line on
+stderr and their exit code (2 bad input, 3 refused by the gateway); other
+exceptions are bugs and keep their traceback. Heavy modules (Polars,
+aiohttp) are imported inside the commands so ``batchrun --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+
+from batchrun import __version__
+from batchrun.errors import (
+    EXIT_FAILURES,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_SIGINT,
+    EXIT_USAGE,
+    BatchrunError,
+)
+
+if TYPE_CHECKING:
+    from batchrun.pipeline import Prepared, RunReport
+    from batchrun.progress import Progress
+
+T = TypeVar("T")
+
+SUMMARY_COLUMNS = [
+    ("model", "model"),
+    ("ok", "ok"),
+    ("failed", "failed"),
+    ("prompt_tokens", "prompt tok"),
+    ("completion_tokens", "completion tok"),
+    ("latency_p50_s", "p50 s"),
+    ("latency_p95_s", "p95 s"),
+    ("rate_per_s", "req/s"),
+    ("rate_limited", "429s"),
+]
+
+
+class Failure(click.ClickException):
+    """A message for the user and the exit code that goes with it."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        """The exit code Click uses for this failure."""
+        return self.code
+
+    def show(self, file: Any = None) -> None:
+        """Print ``batchrun: error: <message>`` on stderr."""
+        click.echo(f"batchrun: error: {self.message}", err=True)
+
+
+def _guard(debug: bool, action: Callable[[], T]) -> T:
+    """Run ``action``; turn batchrun's own errors into ``Failure``."""
+    try:
+        return action()
+    except BatchrunError as exc:
+        if debug:
+            traceback.print_exc()
+        raise Failure(str(exc), exc.exit_code) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="batchrun")
+def main() -> None:
+    """Run a prompt set against several models on an OpenAI-compatible gateway.
+
+    Every response, with its token usage, latency and cost, goes to Parquet,
+    so models can be compared on the same prompts. Start with
+    `batchrun run jobs/demo.yaml`: it needs no key and no network.
+
+    \b
+    Exit codes: 0 all done; 1 some requests failed (above --max-failures);
+    2 bad usage, job file or data (nothing sent); 3 the gateway refused the
+    run (bad key, no balance); 130 interrupted (what finished is saved).
+    """
+
+
+@main.command()
+@click.argument("job", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--dry-run", is_flag=True, help="Check the job and print the plan; send nothing.")
+@click.option("--retry-errors", is_flag=True, help="Send again the requests that failed before.")
+@click.option(
+    "--max-failures",
+    default="0",
+    show_default=True,
+    metavar="N|P%",
+    help="Failed requests (count or percentage) tolerated before exiting with code 1.",
+)
+@click.option("--shard", metavar="I/N", help="Run only slice I of N (0-based) of the requests.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+def run(
+    job: str,
+    dry_run: bool,
+    retry_errors: bool,
+    max_failures: str,
+    shard: str | None,
+    quiet: bool,
+    as_json: bool,
+    debug: bool,
+) -> None:
+    """Run JOB: send every request not yet done and write the results to Parquet."""
+    from batchrun.pipeline import RunOptions, prepare
+
+    tolerance = _parse_max_failures(max_failures)
+    slice_ = _parse_shard(shard)
+    prepared = _guard(debug, lambda: prepare(job))
+    if dry_run:
+        _print_plan(prepared)
+        return
+    options = RunOptions(retry_errors=retry_errors, shard=slice_)
+    report = _execute(prepared, options, quiet=quiet, debug=debug)
+    _finish(report, tolerance, as_json=as_json)
+
+
+def _execute(prepared: Prepared, options: Any, *, quiet: bool, debug: bool) -> RunReport:
+    from batchrun.pipeline import run_job
+    from batchrun.progress import make_progress
+
+    def progress(total: int) -> Progress:
+        return make_progress(total, quiet=quiet)
+
+    try:
+        return _guard(debug, lambda: run_job(prepared, options, progress))
+    except KeyboardInterrupt:
+        click.echo("batchrun: interrupted; finished results are saved", err=True)
+        sys.exit(EXIT_SIGINT)
+
+
+def _finish(report: RunReport, tolerance: tuple[float, bool], *, as_json: bool) -> NoReturn:
+    from batchrun.summary import format_table, summarize
+
+    rows = summarize(report.this_run)
+    seconds = max(report.outcome.finished - report.outcome.started, 1e-9)
+    for row in rows:
+        state = report.outcome.models.get(row["model"])
+        row["rate_per_s"] = row["requests"] / seconds
+        row["rate_limited"] = state.rate_limited if state else 0
+        row["stopped"] = state.stopped_reason if state else None
+    failed = int(report.this_run.filter(report.this_run["status"] != "ok").height)
+    done = report.this_run.height
+    fatal = report.outcome.fatal
+    code = EXIT_OK
+    if fatal is not None:
+        code = EXIT_REFUSED
+    elif _over(failed, done, tolerance):
+        code = EXIT_FAILURES
+    if as_json:
+        payload = {
+            "run_id": report.run_id,
+            "output": str(report.output),
+            "planned": report.planned,
+            "already_done": report.skipped,
+            "sent": done,
+            "failed": failed,
+            "exit_code": code,
+            "models": rows,
+        }
+        click.echo(json.dumps(payload, default=str, indent=2))
+    else:
+        if rows:
+            click.echo(format_table(rows, SUMMARY_COLUMNS))
+        for row in rows:
+            if row["stopped"]:
+                click.echo(f"model {row['model']} was stopped: {row['stopped']}", err=True)
+        click.echo(
+            f"{done} requests this run ({failed} failed), {report.skipped} already done; "
+            f"results in {report.output} ({report.results.height} rows)",
+            err=True,
+        )
+    if fatal is not None:
+        click.echo(f"batchrun: error: the gateway refused the run: {fatal.message}", err=True)
+    elif code == EXIT_FAILURES:
+        click.echo(
+            f"batchrun: {failed} requests failed; rerun with --retry-errors to send them again",
+            err=True,
+        )
+    sys.exit(code)
+
+
+def _over(failed: int, done: int, tolerance: tuple[float, bool]) -> bool:
+    limit, is_percent = tolerance
+    if is_percent:
+        return done > 0 and failed * 100.0 / done > limit
+    return failed > limit
+
+
+def _parse_max_failures(value: str) -> tuple[float, bool]:
+    text = value.strip()
+    try:
+        if text.endswith("%"):
+            number = float(text[:-1])
+            if 0 <= number <= 100:
+                return number, True
+        else:
+            number = int(text)
+            if number >= 0:
+                return float(number), False
+    except ValueError:
+        pass
+    raise Failure(
+        f"--max-failures: {value!r} is neither a count (5) nor a percentage (2%)", EXIT_USAGE
+    )
+
+
+def _parse_shard(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        index, count = (int(part) for part in value.split("/"))
+    except ValueError:
+        index, count = -1, 0
+    if count < 1 or not 0 <= index < count:
+        raise Failure(f"--shard: {value!r} should be I/N with 0 <= I < N, like 0/4", EXIT_USAGE)
+    return index, count
+
+
+def _print_plan(prepared: Prepared) -> None:
+    plan = prepared.plan
+    job = prepared.loaded.job
+    samples = job.samples
+    click.echo(f"job {job.name} ({prepared.loaded.path}) is valid")
+    click.echo(
+        f"plan: {plan.rows} rows x {len(plan.models)} models x {samples} samples = "
+        f"{plan.total} requests"
+    )
+    click.echo(f"estimated input tokens: {plan.estimated_input_tokens():,}")
+    max_out = sum(m.max_output_tokens for m in plan.models) * plan.rows * samples
+    click.echo(
+        f"maximum output tokens: {max_out:,}"
+        if max_out
+        else "maximum output tokens: not capped (set params.max_tokens to cap it)"
+    )
+    click.echo(f"output: {prepared.output}")
+
+
+@main.command()
+@click.argument("job", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+def validate(job: str, debug: bool) -> None:
+    """Check JOB without sending anything, then print its plan."""
+    from batchrun.pipeline import prepare
+
+    prepared = _guard(debug, lambda: prepare(job))
+    _print_plan(prepared)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8787, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--latency-ms", default=0.0, show_default=True, type=click.FloatRange(0))
+@click.option("--model", "models", multiple=True, help="Offer only these models (repeatable).")
+def gateway(host: str, port: int, latency_ms: float, models: tuple[str, ...]) -> None:
+    """Serve the built-in OpenAI-compatible gateway for other clients.
+
+    Any key is accepted. Send the header X-Sim-Scenario (S07 ... S26) to
+    reproduce a gateway fault on one request.
+    """
+    import asyncio
+
+    from batchrun.gateway import Gateway, GatewaySettings, serve
+
+    settings = GatewaySettings(models=list(models) or None, latency_ms=latency_ms)
+
+    async def forever() -> None:
+        async with serve(Gateway(settings), host=host, port=port) as url:
+            click.echo(f"batchrun gateway listening on {url} (Ctrl-C to stop)", err=True)
+            await asyncio.Event().wait()
+
+    try:
+        asyncio.run(forever())
+    except KeyboardInterrupt:
+        sys.exit(EXIT_OK)
+    except OSError as exc:
+        raise Failure(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_USAGE
+        ) from None

@@ -1,0 +1,131 @@
+"""Reading the prompt set: Parquet, CSV, a glob or a folder of either, into Polars.
+
+``read_dataset`` promises a non-empty DataFrame with a unique, non-null
+string column ``PROMPT_ID`` first, or a ``JobError`` naming the file and
+what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+from pathlib import Path
+
+import polars as pl
+
+from batchrun.config import InputSpec
+from batchrun.errors import JobError
+
+PROMPT_ID = "prompt_id"
+_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+
+
+def read_dataset(spec: InputSpec, base_dir: Path | None = None) -> pl.DataFrame:
+    """Read every file the input names, add the prompt id column, apply ``limit``."""
+    files = _resolve_files(spec, base_dir or Path.cwd())
+    frames = [_read_one(path, spec.format) for path in files]
+    frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+    if frame.height == 0:
+        raise JobError(f"input.path: {spec.path} has no rows; give a file with at least one prompt")
+    if spec.limit is not None:
+        frame = frame.head(spec.limit)
+    return _with_prompt_id(frame, spec)
+
+
+def _resolve_files(spec: InputSpec, base_dir: Path) -> list[Path]:
+    raw = spec.path
+    path = Path(raw) if Path(raw).is_absolute() else base_dir / raw
+    if any(ch in raw for ch in "*?["):
+        found = glob.glob(str(path), recursive=True)  # noqa: PTH207
+        matches = sorted(Path(p) for p in found)
+        files = [p for p in matches if p.is_file() and _kind(p, spec.format)]
+        if not files:
+            raise JobError(f"input.path: no Parquet or CSV file matches {raw}")
+        return files
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and _kind(p, spec.format))
+        if not files:
+            raise JobError(f"input.path: the folder {raw} holds no .parquet or .csv file")
+        return files
+    if not path.exists():
+        raise JobError(f"input.path: {raw} does not exist; check the path (relative to {base_dir})")
+    if _kind(path, spec.format) is None:
+        raise JobError(
+            f"input.path: {raw} is neither .parquet nor .csv; rename it or set input.format"
+        )
+    return [path]
+
+
+def _kind(path: Path, forced: str | None) -> str | None:
+    return forced or _SUFFIXES.get(path.suffix.lower())
+
+
+def _read_one(path: Path, forced: str | None) -> pl.DataFrame:
+    kind = _kind(path, forced)
+    try:
+        if kind == "parquet":
+            return pl.read_parquet(path)
+        return pl.read_csv(path, infer_schema_length=10_000)
+    except PermissionError:
+        raise JobError(f"input.path: {path}: permission denied") from None
+    except (pl.exceptions.ComputeError, OSError, pl.exceptions.PolarsError) as exc:
+        raise JobError(f"input.path: {path}: {_reason(kind, exc)}") from None
+
+
+def _reason(kind: str | None, exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    lowered = text.lower()
+    if kind == "parquet":
+        return f"not a readable Parquet file ({text[:160]})"
+    if "utf-8" in lowered or "utf8" in lowered or "invalid utf" in lowered:
+        return "not UTF-8 text; re-save the CSV as UTF-8"
+    if "found more fields" in lowered or ("expected" in lowered and "fields" in lowered):
+        return f"rows have differing numbers of fields ({text[:160]}); fix the CSV"
+    if "empty" in lowered:
+        return "the CSV is empty; give a header line and at least one row"
+    return f"cannot read the CSV ({text[:160]})"
+
+
+def _with_prompt_id(frame: pl.DataFrame, spec: InputSpec) -> pl.DataFrame:
+    column = spec.id_column
+    if column is not None:
+        if column not in frame.columns:
+            raise JobError(
+                f"input.id_column: column {column!r} is not in {spec.path} "
+                f"(columns: {', '.join(frame.columns)})"
+            )
+        ids = frame.get_column(column)
+        nulls = ids.null_count()
+        if nulls:
+            first = ids.is_null().arg_true()[0]
+            raise JobError(
+                f"input.id_column: column {column!r} has {nulls} empty value(s), the first in "
+                f"data row {first + 1}; give every row an id"
+            )
+        ids = ids.cast(pl.String)
+        duplicated = ids.filter(ids.is_duplicated())
+        if duplicated.len():
+            raise JobError(
+                f"input.id_column: column {column!r} repeats the id {duplicated[0]!r}; "
+                "ids must be unique"
+            )
+    else:
+        ids = pl.Series(PROMPT_ID, _row_hashes(frame), dtype=pl.String)
+    frame = frame.drop(PROMPT_ID) if PROMPT_ID in frame.columns else frame
+    return frame.insert_column(0, ids.alias(PROMPT_ID))
+
+
+def _row_hashes(frame: pl.DataFrame) -> list[str]:
+    """A stable id per row from its content; repeated rows get a ``-N`` suffix."""
+    seen: dict[str, int] = {}
+    out: list[str] = []
+    columns = sorted(frame.columns)
+    for row in frame.select(columns).iter_rows():
+        digest = hashlib.sha256(
+            json.dumps(row, default=str, ensure_ascii=False).encode()
+        ).hexdigest()[:16]
+        count = seen.get(digest, 0)
+        seen[digest] = count + 1
+        out.append(digest if count == 0 else f"{digest}-{count}")
+    return out

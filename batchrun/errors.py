@@ -1,0 +1,135 @@
+"""batchrun's own errors, classified by what the caller does with them.
+
+::
+
+    BatchrunError
+    ├── JobError            bad job file, data or template: nothing is sent (exit 2)
+    ├── LockedError         another run holds the output (exit 2)
+    ├── RunRefused          the gateway refused the whole run: bad key, no balance (exit 3)
+    └── RequestError        one request failed; the runner records it and goes on
+        ├── RetryableError      try again later: 408, 409, 429, 5xx, timeout, connection, cut stream
+        │   └── RateLimited         429, with the wait the gateway asked for, if any
+        ├── RowError            this request will never succeed: 400, 404, 413, refusals
+        ├── ModelUnavailable    the gateway has no channel for this model
+        └── FatalRequestError   the key or the account is unusable: the run must stop
+
+Only ``client.py`` raises ``RequestError`` subclasses (it translates the
+transport's exceptions at that one boundary); only ``cli.py`` turns
+``BatchrunError`` into messages and exit codes.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURES = 1
+EXIT_USAGE = 2
+EXIT_REFUSED = 3
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+class BatchrunError(Exception):
+    """Base of every error batchrun raises on purpose."""
+
+    exit_code = EXIT_USAGE
+
+
+class JobError(BatchrunError):
+    """The job file, its data or its templates are wrong; nothing was sent."""
+
+    exit_code = EXIT_USAGE
+
+
+class LockedError(BatchrunError):
+    """Another live run is writing the same output."""
+
+    exit_code = EXIT_USAGE
+
+
+class RunRefused(BatchrunError):
+    """The gateway refused the run as a whole (bad key, exhausted balance)."""
+
+    exit_code = EXIT_REFUSED
+
+
+class RequestError(Exception):
+    """One request failed. Carries what the results row records about it."""
+
+    error_type = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.http_status = http_status
+        self.code = code
+
+
+class RetryableError(RequestError):
+    """A failure that may pass if the same request is sent again later."""
+
+    error_type = "retryable"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, http_status=http_status, code=code)
+        self.retry_after = retry_after
+
+
+class RateLimited(RetryableError):
+    """The gateway said slow down (HTTP 429)."""
+
+    error_type = "rate_limited"
+
+
+class ServerError(RetryableError):
+    """The gateway or its upstream failed (5xx, HTML error page, 200 with a server error)."""
+
+    error_type = "server_error"
+
+
+class TimeoutFailure(RetryableError):
+    """No complete answer within the timeout."""
+
+    error_type = "timeout"
+
+
+class ConnectionFailure(RetryableError):
+    """The connection could not be made or was dropped."""
+
+    error_type = "connection"
+
+
+class StreamCut(RetryableError):
+    """A streamed answer ended without a finish reason."""
+
+    error_type = "stream_cut"
+
+
+class RowError(RequestError):
+    """A failure that sending the same request again will not fix."""
+
+    error_type = "bad_request"
+
+
+class ModelUnavailable(RequestError):
+    """The gateway offers no channel for this model (wrong id, not in the key's group)."""
+
+    error_type = "model_unavailable"
+
+
+class FatalRequestError(RequestError):
+    """The key or the account cannot be used: every further request would fail too."""
+
+    error_type = "auth"

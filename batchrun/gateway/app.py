@@ -1,0 +1,303 @@
+"""The built-in OpenAI-compatible gateway: an aiohttp.web application.
+
+It answers ``POST /v1/chat/completions`` and ``GET /v1/models`` the way a
+one-api/new-api gateway does: deterministic replies with realistic usage,
+a configurable latency per model, rate limits per key and per model, and
+the faults of ../shared/GATEWAYS.md chosen per request (header
+``X-Sim-Scenario``), per model, or at random with a given rate. It counts
+every request it receives, so tests can assert what was (not) sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from batchrun.gateway.faults import ANSWER_SCENARIOS, FAULTS, FaultContext
+from batchrun.gateway.replies import answer, count_tokens
+
+SCENARIO_HEADER = "X-Sim-Scenario"
+DEFAULT_MODELS = ("gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.5-flash", "deepseek-chat")
+
+
+@dataclass
+class GatewaySettings:
+    """How the built-in gateway behaves. Every field has a healthy default."""
+
+    models: list[str] | None = None
+    keys: list[str] | None = None
+    latency_ms: float = 0.0
+    model_latency_ms: dict[str, float] = field(default_factory=dict)
+    latency_sigma: float = 0.0
+    accuracy: dict[str, float] = field(default_factory=dict)
+    default_accuracy: float = 1.0
+    model_scenarios: dict[str, str] = field(default_factory=dict)
+    fault_rates: dict[str, float] = field(default_factory=dict)
+    key_rpm: float | None = None
+    model_rpm: dict[str, float] = field(default_factory=dict)
+    rate_limit_style: str = "S10"
+    ratelimit_headers: bool = False
+    seed: int = 0
+
+
+@dataclass
+class GatewayStats:
+    """What the gateway received and answered."""
+
+    requests: int = 0
+    by_path: collections.Counter[str] = field(default_factory=collections.Counter)
+    by_model: collections.Counter[str] = field(default_factory=collections.Counter)
+    by_status: collections.Counter[int] = field(default_factory=collections.Counter)
+    rate_limited: int = 0
+    authorizations: list[str] = field(default_factory=list)
+
+
+class _Window:
+    """A sliding one-minute log of request times, as one-api's limiter keeps."""
+
+    def __init__(self, per_minute: float) -> None:
+        self.limit = max(1, int(per_minute))
+        self.times: collections.deque[float] = collections.deque()
+
+    def wait_time(self, now: float) -> float:
+        """0 if a request may pass now (and record it), else seconds until one may."""
+        while self.times and now - self.times[0] >= 60.0:
+            self.times.popleft()
+        if len(self.times) < self.limit:
+            self.times.append(now)
+            return 0.0
+        return 60.0 - (now - self.times[0])
+
+
+class Gateway:
+    """State and handlers of one gateway instance."""
+
+    def __init__(self, settings: GatewaySettings | None = None) -> None:
+        self.settings = settings or GatewaySettings()
+        self.stats = GatewayStats()
+        self._random = random.Random(self.settings.seed)
+        self._ids = itertools.count(1)
+        self._key_window = (
+            _Window(self.settings.key_rpm) if self.settings.key_rpm is not None else None
+        )
+        self._model_windows = {m: _Window(r) for m, r in self.settings.model_rpm.items()}
+
+    def app(self) -> web.Application:
+        """The aiohttp application serving this gateway."""
+        app = web.Application(client_max_size=64 * 1024**2)
+        app.router.add_post("/v1/chat/completions", self.chat_completions)
+        app.router.add_get("/v1/models", self.list_models)
+        return app
+
+    def _request_id(self) -> str:
+        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+        return f"{stamp}{next(self._ids):09d}batchrun"
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        """``GET /v1/models`` in one-api's list shape."""
+        self.stats.requests += 1
+        self.stats.by_path[request.path] += 1
+        models = self.settings.models or list(DEFAULT_MODELS)
+        data = [
+            {
+                "id": model,
+                "object": "model",
+                "created": 1626777600,
+                "owned_by": "batchrun",
+                "permission": None,
+                "root": model,
+                "parent": None,
+            }
+            for model in models
+        ]
+        return web.json_response({"object": "list", "data": data})
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/chat/completions``: auth, model, limits, latency, fault or answer."""
+        self.stats.requests += 1
+        self.stats.by_path[request.path] += 1
+        request_id = self._request_id()
+        response = await self._chat(request, request_id)
+        response.headers["X-Oneapi-Request-Id"] = request_id
+        self.stats.by_status[response.status] += 1
+        return response
+
+    async def _chat(self, request: web.Request, request_id: str) -> web.Response:
+        auth = request.headers.get("Authorization", "")
+        self.stats.authorizations.append(auth)
+        ctx = FaultContext(request_id=request_id, model="")
+        key = auth.removeprefix("Bearer ").strip().removeprefix("sk-")
+        if not key:
+            return FAULTS["S07"](ctx)
+        if self.settings.keys is not None and key not in {
+            k.removeprefix("sk-") for k in self.settings.keys
+        }:
+            return FAULTS["S07"](ctx)
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            return web.json_response(
+                {
+                    "error": {
+                        "message": f"invalid JSON body (request id: {request_id})",
+                        "type": "new_api_error",
+                        "param": "",
+                        "code": "invalid_text_request",
+                    }
+                },
+                status=400,
+            )
+        model = body.get("model") if isinstance(body, dict) else None
+        if not isinstance(model, str) or not model:
+            return FAULTS["S09"](ctx)
+        self.stats.by_model[model] += 1
+        ctx = FaultContext(request_id=request_id, model=model)
+        if self.settings.models is not None and model not in self.settings.models:
+            return FAULTS["S09"](ctx)
+        limited = self._rate_limit(model, ctx)
+        if limited is not None:
+            self.stats.rate_limited += 1
+            return limited
+        scenario = self._scenario(request, model)
+        if scenario is not None and scenario not in FAULTS and scenario not in ANSWER_SCENARIOS:
+            return web.json_response(
+                {
+                    "error": {
+                        "message": f"unknown scenario {scenario!r}",
+                        "type": "batchrun_mock",
+                        "param": SCENARIO_HEADER,
+                        "code": "unknown_scenario",
+                    }
+                },
+                status=400,
+            )
+        delay = self._latency(model)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if scenario is not None and scenario in FAULTS:
+            return FAULTS[scenario](ctx)
+        return self._answer(body, model, request_id, scenario)
+
+    def _scenario(self, request: web.Request, model: str) -> str | None:
+        named = request.headers.get(SCENARIO_HEADER) or self.settings.model_scenarios.get(model)
+        if named:
+            return named
+        for scenario, rate in self.settings.fault_rates.items():
+            if self._random.random() < rate:
+                return scenario
+        return None
+
+    def _rate_limit(self, model: str, ctx: FaultContext) -> web.Response | None:
+        now = time.monotonic()
+        windows = [w for w in (self._key_window, self._model_windows.get(model)) if w]
+        for window in windows:
+            wait = window.wait_time(now)
+            if wait > 0:
+                if self.settings.rate_limit_style == "S12":
+                    seconds = max(0.001, wait)
+                    return web.json_response(
+                        {
+                            "error": {
+                                "message": "Rate limit reached for requests",
+                                "type": "requests",
+                                "param": None,
+                                "code": "rate_limit_exceeded",
+                            }
+                        },
+                        status=429,
+                        headers={
+                            "Retry-After": str(math.ceil(seconds)),
+                            "retry-after-ms": str(int(seconds * 1000)),
+                        },
+                    )
+                return FAULTS[self.settings.rate_limit_style](ctx)
+        return None
+
+    def _latency(self, model: str) -> float:
+        mean_ms = self.settings.model_latency_ms.get(model, self.settings.latency_ms)
+        if mean_ms <= 0:
+            return 0.0
+        sigma = self.settings.latency_sigma
+        if sigma <= 0:
+            return mean_ms / 1000.0
+        mu = math.log(mean_ms / 1000.0) - sigma * sigma / 2
+        return self._random.lognormvariate(mu, sigma)
+
+    def _answer(
+        self, body: dict[str, Any], model: str, request_id: str, scenario: str | None
+    ) -> web.Response:
+        messages = body.get("messages") or []
+        prompt = "\n".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
+        last_user = next(
+            (
+                str(m.get("content", ""))
+                for m in reversed(messages)
+                if isinstance(m, dict) and m.get("role") == "user"
+            ),
+            prompt,
+        )
+        accuracy = self.settings.accuracy.get(model, self.settings.default_accuracy)
+        text = answer(model, last_user, accuracy)
+        finish: str | None = "stop"
+        completion_tokens = count_tokens(text)
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+        if isinstance(max_tokens, int) and 0 < max_tokens < completion_tokens:
+            text = text[: max_tokens * 4]
+            completion_tokens = max_tokens
+            finish = "length"
+        prompt_tokens = count_tokens(prompt) + 3 * len(messages)
+        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+        reasoning_tokens = 0
+        if scenario == "S24":
+            finish = "max_tokens"
+        elif scenario == "S24b":
+            finish = None
+        elif scenario == "S24c":
+            message["content"] = ""
+            message["reasoning_content"] = f"Thinking about it: {text}"
+            reasoning_tokens = completion_tokens
+        elif scenario == "S24d":
+            finish = "content_filter"
+        payload: dict[str, Any] = {
+            "id": f"chatcmpl-{request_id}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": "fp_batchrun",
+            "choices": [
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                "completion_tokens_details": {
+                    "reasoning_tokens": reasoning_tokens,
+                    "audio_tokens": 0,
+                    "accepted_prediction_tokens": 0,
+                    "rejected_prediction_tokens": 0,
+                },
+            },
+        }
+        if scenario == "S05":
+            del payload["usage"]
+        headers = None
+        if self.settings.ratelimit_headers:
+            headers = {
+                "x-ratelimit-limit-requests": "5000",
+                "x-ratelimit-remaining-requests": "4999",
+                "x-ratelimit-reset-requests": "12ms",
+            }
+        return web.Response(
+            body=json.dumps(payload).encode(), content_type="application/json", headers=headers
+        )

@@ -1,0 +1,167 @@
+"""The request list: one request per (row, model, sample), each with a stable key.
+
+A ``Plan`` renders every row once and then yields requests lazily, rows in
+order and models interleaved within each row, so a run stopped halfway has
+covered every model alike. The request key is a hash of what is sent
+(messages, model id, parameters, sample), so a rerun can tell which
+requests are already done and an edited parameter sends only what changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Container, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from batchrun.config import Job, ModelSpec
+from batchrun.dataset import PROMPT_ID
+from batchrun.templates import PromptTemplate
+
+PROMPT_COLUMN = "prompt"
+MESSAGES_COLUMN = "messages"
+_CHARS_PER_TOKEN = 4
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedModel:
+    """A model of the job with its merged parameters, ready to build bodies."""
+
+    index: int
+    name: str
+    model_id: str
+    params: dict[str, Any]
+    max_output_tokens: int
+    key_prefix: bytes
+    body_head: bytes
+    body_tail: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request to send. ``body`` is the exact JSON that goes on the wire."""
+
+    key: str
+    row: int
+    prompt_id: str
+    model: PlannedModel
+    sample: int
+    body: bytes
+    estimated_tokens: int
+
+
+class Plan:
+    """Every request of a job, rendered once and produced on demand."""
+
+    def __init__(
+        self,
+        job: Job,
+        prompts: pl.DataFrame,
+        messages_json: list[str],
+        models: list[PlannedModel],
+    ) -> None:
+        self.job = job
+        self.prompts = prompts
+        self._messages = messages_json
+        self._prompt_ids: list[str] = prompts.get_column(PROMPT_ID).to_list()
+        self._prompt_tokens = [len(m) // _CHARS_PER_TOKEN + 1 for m in messages_json]
+        self.models = models
+
+    @property
+    def total(self) -> int:
+        """How many requests the job has in all."""
+        return len(self._messages) * len(self.models) * self.job.samples
+
+    @property
+    def rows(self) -> int:
+        """How many prompts the job has."""
+        return len(self._messages)
+
+    def estimated_input_tokens(self) -> int:
+        """The estimated prompt tokens of every request together."""
+        return sum(self._prompt_tokens) * len(self.models) * self.job.samples
+
+    def requests(
+        self,
+        skip: Container[str] = frozenset(),
+        shard: tuple[int, int] | None = None,
+    ) -> Iterator[Request]:
+        """Yield the requests not in ``skip`` (and in ``shard`` I/N if given), in send order."""
+        samples = range(self.job.samples)
+        for row, messages in enumerate(self._messages):
+            encoded = messages.encode()
+            for model in self.models:
+                for sample in samples:
+                    key = request_key(model.key_prefix, encoded, sample)
+                    if key in skip:
+                        continue
+                    if shard is not None and int(key[:8], 16) % shard[1] != shard[0]:
+                        continue
+                    yield Request(
+                        key=key,
+                        row=row,
+                        prompt_id=self._prompt_ids[row],
+                        model=model,
+                        sample=sample,
+                        body=model.body_head + encoded + model.body_tail,
+                        estimated_tokens=self._prompt_tokens[row] + model.max_output_tokens,
+                    )
+
+    def keys(self) -> Iterator[str]:
+        """Every request key of the job, in send order."""
+        for request in self.requests():
+            yield request.key
+
+
+def request_key(key_prefix: bytes, messages_json: bytes, sample: int) -> str:
+    """The stable key of a request: a hash of model, parameters, messages and sample."""
+    digest = hashlib.blake2b(key_prefix, digest_size=16)
+    digest.update(messages_json)
+    digest.update(b"\x00%d" % sample)
+    return digest.hexdigest()
+
+
+def plan_model(index: int, spec: ModelSpec, job_params: dict[str, Any]) -> PlannedModel:
+    """Merge the model's parameters over the job's and precompute its body pieces."""
+    params = {**job_params, **spec.params}
+    params.pop("model", None)
+    params.pop("messages", None)
+    canonical = json.dumps({"model": spec.id, "params": params}, sort_keys=True)
+    head = b'{"model":' + json.dumps(spec.id).encode() + b',"messages":'
+    tail = b"".join(
+        b"," + json.dumps(name).encode() + b":" + json.dumps(value).encode()
+        for name, value in params.items()
+    )
+    max_output = params.get("max_tokens") or params.get("max_completion_tokens") or 0
+    return PlannedModel(
+        index=index,
+        name=spec.name,
+        model_id=spec.id,
+        params=params,
+        max_output_tokens=int(max_output) if isinstance(max_output, int | float) else 0,
+        key_prefix=canonical.encode(),
+        body_head=head,
+        body_tail=tail + b"}",
+    )
+
+
+def build_plan(job: Job, frame: pl.DataFrame, template: PromptTemplate) -> Plan:
+    """Render every row of ``frame`` and pair it with every model of the job."""
+    template.check_columns((c for c in frame.columns if c != PROMPT_ID), "the input")
+    used = sorted(template.variables)
+    messages_json: list[str] = []
+    prompts: list[str] = []
+    ids = frame.get_column(PROMPT_ID).to_list()
+    for prompt_id, row in zip(ids, frame.select(used).iter_rows(named=True), strict=True):
+        messages = template.render(row, prompt_id)
+        messages_json.append(json.dumps(messages, ensure_ascii=False, separators=(",", ":")))
+        prompts.append(next((m["content"] for m in reversed(messages) if m["role"] == "user"), ""))
+    carried = frame.with_columns(
+        pl.Series(PROMPT_COLUMN, prompts, dtype=pl.String),
+        pl.Series(MESSAGES_COLUMN, messages_json, dtype=pl.String),
+    )
+    models = [plan_model(i, spec, job.params) for i, spec in enumerate(job.models)]
+    return Plan(job, carried, messages_json, models)

@@ -1,0 +1,284 @@
+"""The results: one schema, append-only Parquet parts, compaction, resume.
+
+``ResultSink`` buffers finished requests and writes them as Parquet parts
+beside the output (every ``flush_every`` results or ``flush_seconds``),
+each to a temporary name then renamed into place, so a crash loses at most
+one flush window. ``compact`` folds the parts and any earlier output into
+``output.path`` (one row per request key, the best row kept) and replaces it
+atomically. ``done_keys`` tells a rerun what it need not send again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+
+from batchrun.dataset import PROMPT_ID
+
+# Every column batchrun writes besides the carried input columns, with its fixed type.
+RESULT_SCHEMA: dict[str, pl.DataType] = {
+    "run_id": pl.String(),
+    "job": pl.String(),
+    PROMPT_ID: pl.String(),
+    "model": pl.String(),
+    "model_id": pl.String(),
+    "sample": pl.Int32(),
+    "request_key": pl.String(),
+    "response": pl.String(),
+    "reasoning": pl.String(),
+    "finish_reason": pl.String(),
+    "prompt_tokens": pl.Int64(),
+    "completion_tokens": pl.Int64(),
+    "total_tokens": pl.Int64(),
+    "cached_tokens": pl.Int64(),
+    "reasoning_tokens": pl.Int64(),
+    "cost_usd": pl.Float64(),
+    "latency_s": pl.Float64(),
+    "ttft_s": pl.Float64(),
+    "started_at": pl.Datetime("us", "UTC"),
+    "finished_at": pl.Datetime("us", "UTC"),
+    "status": pl.String(),
+    "error_type": pl.String(),
+    "error_message": pl.String(),
+    "http_status": pl.Int32(),
+    "attempts": pl.Int32(),
+    "response_id": pl.String(),
+    "served_model": pl.String(),
+    "gateway_request_id": pl.String(),
+}
+_TIME_COLUMNS = ("started_at", "finished_at")
+# Carried columns from the prompt set that would clash with a result column get this prefix.
+INPUT_PREFIX = "input_"
+# A failed row of these types is final: a plain rerun does not send it again.
+PERMANENT_ERRORS = frozenset({"bad_request"})
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One finished request, ok or failed, as it goes into the results."""
+
+    prompt_id: str
+    model: str
+    model_id: str
+    sample: int
+    request_key: str
+    status: str
+    attempts: int
+    started_at: float
+    finished_at: float
+    response: str | None = None
+    reasoning: str | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cost_usd: float | None = None
+    latency_s: float | None = None
+    ttft_s: float | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    http_status: int | None = None
+    response_id: str | None = None
+    served_model: str | None = None
+    gateway_request_id: str | None = None
+
+
+_RESULT_FIELDS = [name for name in RESULT_SCHEMA if name not in ("run_id", "job")]
+
+
+def new_run_id() -> str:
+    """A sortable, unique id for one run: UTC time and a random suffix."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+def parts_dir(output: Path) -> Path:
+    """The folder that holds the output's uncompacted parts."""
+    return output.parent / f".{output.name}.parts"
+
+
+def empty_results() -> pl.DataFrame:
+    """A results frame with no rows and every column typed."""
+    return pl.DataFrame(schema=RESULT_SCHEMA)
+
+
+def results_frame(results: Iterable[Result], run_id: str, job: str) -> pl.DataFrame:
+    """Results as a frame with the fixed schema."""
+    columns: dict[str, list[object]] = {name: [] for name in _RESULT_FIELDS}
+    count = 0
+    for result in results:
+        count += 1
+        for name in _RESULT_FIELDS:
+            columns[name].append(getattr(result, name))
+    data: dict[str, pl.Series] = {
+        "run_id": pl.Series("run_id", [run_id] * count, dtype=pl.String),
+        "job": pl.Series("job", [job] * count, dtype=pl.String),
+    }
+    for name in _RESULT_FIELDS:
+        dtype = RESULT_SCHEMA[name]
+        if name in _TIME_COLUMNS:
+            micros = [int(float(v) * 1_000_000) for v in columns[name]]  # type: ignore[arg-type]
+            data[name] = pl.Series(name, micros, dtype=pl.Int64).cast(dtype)
+        else:
+            data[name] = pl.Series(name, columns[name], dtype=dtype, strict=False)
+    return pl.DataFrame(data)
+
+
+class ResultSink:
+    """Buffers results and writes them as atomic Parquet parts."""
+
+    def __init__(
+        self,
+        output: Path,
+        run_id: str,
+        job: str,
+        *,
+        flush_every: int = 1000,
+        flush_seconds: float = 10.0,
+    ) -> None:
+        self.output = output
+        self.run_id = run_id
+        self.job = job
+        self.flush_every = flush_every
+        self.flush_seconds = flush_seconds
+        self._buffer: list[Result] = []
+        self._last_flush = time.monotonic()
+        self._sequence = 0
+        self.written = 0
+
+    def add(self, result: Result) -> None:
+        """Keep a result; write a part when the buffer is full or old enough."""
+        self._buffer.append(result)
+        if len(self._buffer) >= self.flush_every or self.due():
+            self.flush()
+
+    def due(self) -> bool:
+        """Whether buffered results have waited a whole flush interval."""
+        return bool(self._buffer) and time.monotonic() - self._last_flush >= self.flush_seconds
+
+    def flush(self) -> None:
+        """Write every buffered result as one part (temporary name, then rename)."""
+        self._last_flush = time.monotonic()
+        if not self._buffer:
+            return
+        frame = results_frame(self._buffer, self.run_id, self.job)
+        folder = parts_dir(self.output)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._sequence += 1
+        final = folder / f"part-{self.run_id}-{self._sequence:06d}.parquet"
+        _write_atomic(frame, final)
+        self.written += len(self._buffer)
+        self._buffer.clear()
+
+
+def _write_atomic(frame: pl.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        frame.write_parquet(tmp, compression="zstd", statistics=False)
+        with tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def part_files(output: Path) -> list[Path]:
+    """The output's part files, oldest first."""
+    folder = parts_dir(output)
+    if not folder.is_dir():
+        return []
+    return sorted(folder.glob("part-*.parquet"))
+
+
+def read_existing(output: Path) -> pl.DataFrame | None:
+    """Everything already recorded for this output (final file and parts), or None."""
+    frames: list[pl.DataFrame] = []
+    if output.exists():
+        frames.append(pl.read_parquet(output))
+    for part in part_files(output):
+        frames.append(pl.read_parquet(part))
+    if not frames:
+        return None
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
+def done_keys(output: Path, *, retry_errors: bool = False) -> set[str]:
+    """Request keys a rerun need not send: ok rows, and permanent failures unless retried."""
+    sources = ([output] if output.exists() else []) + part_files(output)
+    if not sources:
+        return set()
+    frame = pl.concat(
+        [pl.read_parquet(src, columns=["request_key", "status", "error_type"]) for src in sources]
+    )
+    keep = pl.col("status") == "ok"
+    if not retry_errors:
+        keep = keep | pl.col("error_type").is_in(list(PERMANENT_ERRORS))
+    return set(frame.filter(keep).get_column("request_key").to_list())
+
+
+def compact(output: Path, prompts: pl.DataFrame | None) -> pl.DataFrame:
+    """Fold parts and the earlier output into ``output``: one row per request key.
+
+    Parts are joined with ``prompts`` (the carried input columns, by prompt
+    id). Per key the ok row wins, then the latest. The output is replaced
+    atomically and the parts are removed only after that.
+    """
+    parts = part_files(output)
+    frames: list[pl.DataFrame] = []
+    if output.exists():
+        frames.append(pl.read_parquet(output))
+    if parts:
+        fresh = pl.concat([pl.read_parquet(p) for p in parts], how="diagonal_relaxed")
+        if prompts is not None:
+            fresh = fresh.join(_carried(prompts), on=PROMPT_ID, how="left")
+        frames.append(fresh)
+    if not frames:
+        combined = empty_results()
+        if prompts is not None:
+            combined = combined.join(_carried(prompts).clear(), on=PROMPT_ID, how="left")
+    else:
+        combined = pl.concat(frames, how="diagonal_relaxed")
+    combined = (
+        combined.with_columns((pl.col("status") == "ok").alias("__ok"))
+        .sort(["__ok", "finished_at"], nulls_last=False)
+        .unique(subset="request_key", keep="last", maintain_order=False)
+        .drop("__ok")
+        .sort([PROMPT_ID, "model", "sample"])
+    )
+    combined = combined.select(_column_order(combined.columns))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(combined, output)
+    for part in parts:
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+    with contextlib.suppress(OSError):
+        parts_dir(output).rmdir()
+    return combined
+
+
+def _carried(prompts: pl.DataFrame) -> pl.DataFrame:
+    """The prompt set's columns as carried into results, clashing names prefixed."""
+    renames = {
+        name: INPUT_PREFIX + name
+        for name in prompts.columns
+        if name != PROMPT_ID and name in RESULT_SCHEMA
+    }
+    return prompts.rename(renames)
+
+
+def _column_order(columns: list[str]) -> list[str]:
+    head = ["run_id", "job", PROMPT_ID, "model", "model_id", "sample", "request_key"]
+    result_tail = [c for c in RESULT_SCHEMA if c not in head]
+    carried = [c for c in columns if c not in RESULT_SCHEMA]
+    return [*head, *carried, *result_tail]

@@ -1,0 +1,119 @@
+"""Rendering rows into chat messages with sandboxed Jinja2.
+
+``compile_prompt`` promises templates that parse, reach for no Python
+internals and use only the dataset's columns; ``PromptTemplate.render``
+then turns one row into the messages that are sent, failing loudly
+(``JobError``) rather than sending a half-rendered prompt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+from jinja2 import meta, nodes
+from jinja2.sandbox import SandboxedEnvironment
+
+from batchrun.config import PromptSpec
+from batchrun.errors import JobError
+
+Message = dict[str, str]
+
+
+def _environment() -> SandboxedEnvironment:
+    return SandboxedEnvironment(
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=False,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Turn:
+    role: str
+    source: str
+    template: jinja2.Template
+    variables: frozenset[str]
+
+
+class PromptTemplate:
+    """The compiled turns of a job's prompt."""
+
+    def __init__(self, turns: list[_Turn]) -> None:
+        self._turns = turns
+
+    @property
+    def variables(self) -> frozenset[str]:
+        """Every column name the templates read."""
+        out: set[str] = set()
+        for turn in self._turns:
+            out |= turn.variables
+        return frozenset(out)
+
+    def check_columns(self, columns: Iterable[str], source: str) -> None:
+        """Raise ``JobError`` if a template uses a column the dataset lacks."""
+        available = set(columns)
+        for index, turn in enumerate(self._turns):
+            missing = sorted(turn.variables - available)
+            if missing:
+                raise JobError(
+                    f"prompt ({turn.role} turn {index + 1}): the template uses "
+                    f"{{{{ {missing[0]} }}}} but {source} has no column {missing[0]!r} "
+                    f"(columns: {', '.join(sorted(available))})"
+                )
+
+    def render(self, row: Mapping[str, Any], prompt_id: str = "") -> list[Message]:
+        """The messages for one row; ``JobError`` when a template cannot render it."""
+        messages: list[Message] = []
+        for turn in self._turns:
+            try:
+                content = turn.template.render(row)
+            except jinja2.exceptions.SecurityError as exc:
+                raise JobError(f"prompt ({turn.role}): refused by the sandbox: {exc}") from None
+            except jinja2.exceptions.UndefinedError as exc:
+                raise JobError(
+                    f"prompt ({turn.role}): row {prompt_id!r}: {exc.message}; "
+                    "check the template against the input columns"
+                ) from None
+            except Exception as exc:
+                raise JobError(
+                    f"prompt ({turn.role}): row {prompt_id!r} cannot be rendered: {exc}"
+                ) from None
+            messages.append({"role": turn.role, "content": content})
+        return messages
+
+
+def compile_prompt(spec: PromptSpec) -> PromptTemplate:
+    """Parse every turn of the prompt; ``JobError`` on syntax errors or unsafe access."""
+    env = _environment()
+    turns: list[_Turn] = []
+    for index, turn in enumerate(spec.turns()):
+        where = f"prompt.{turn.role}" if spec.messages is None else f"prompt.messages[{index}]"
+        try:
+            tree = env.parse(turn.content)
+        except jinja2.TemplateSyntaxError as exc:
+            raise JobError(
+                f"{where}: template syntax error on template line {exc.lineno}: {exc.message}"
+            ) from None
+        _refuse_internals(tree, where)
+        variables = frozenset(meta.find_undeclared_variables(tree))
+        turns.append(_Turn(turn.role, turn.content, env.from_string(tree), variables))
+    return PromptTemplate(turns)
+
+
+def _refuse_internals(tree: nodes.Template, where: str) -> None:
+    """Refuse attribute or item access to underscore names before anything renders."""
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        name: object = None
+        if isinstance(node, nodes.Getattr):
+            name = node.attr
+        elif isinstance(node, nodes.Getitem):
+            arg = node.arg
+            name = arg.value if isinstance(arg, nodes.Const) else None
+        if isinstance(name, str) and name.startswith("_"):
+            raise JobError(
+                f"{where}: the template reaches for {name!r}, a Python internal; "
+                "templates may only read the row's columns"
+            )

@@ -1,0 +1,171 @@
+"""The runner with an in-memory sender: retries, model stops, run stops, coverage."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+
+import polars as pl
+
+from batchrun.client import Completion
+from batchrun.config import Job
+from batchrun.dataset import PROMPT_ID
+from batchrun.errors import FatalRequestError, ModelUnavailable, RateLimited, RowError, ServerError
+from batchrun.plan import Request, build_plan
+from batchrun.runner import RetryPolicy, Runner
+from batchrun.store import Result
+from batchrun.templates import compile_prompt
+
+NO_WAIT = RetryPolicy(max_retries=3, base_delay_s=0.0001, max_delay_s=0.0001)
+
+
+def requests(rows: int = 5, models: tuple[str, ...] = ("a", "b")) -> list[Request]:
+    job = Job.model_validate(
+        {
+            "name": "t",
+            "provider": "mock",
+            "input": {"path": "x"},
+            "prompt": {"user": "{{ q }}"},
+            "models": list(models),
+            "output": {"path": "o.parquet"},
+        }
+    )
+    frame = pl.DataFrame(
+        {PROMPT_ID: [str(i) for i in range(rows)], "q": [f"q{i}" for i in range(rows)]}
+    )
+    return list(build_plan(job, frame, compile_prompt(job.prompt)).requests())
+
+
+def ok() -> Completion:
+    return Completion(
+        text="x",
+        finish_reason="stop",
+        prompt_tokens=1,
+        completion_tokens=1,
+        total_tokens=2,
+        cached_tokens=None,
+        reasoning_tokens=None,
+        response_id="r",
+        served_model="m",
+        http_status=200,
+        gateway_request_id=None,
+        latency_s=0.0,
+    )
+
+
+class FakeSender:
+    """Answers by a rule; counts what it was sent."""
+
+    def __init__(self, rule: Callable[[Request, int], Completion]) -> None:
+        self.rule = rule
+        self.calls: Counter[str] = Counter()
+
+    async def complete(self, request: Request) -> Completion:
+        self.calls[request.key] += 1
+        await asyncio.sleep(0)
+        return self.rule(request, self.calls[request.key])
+
+
+def run(
+    sender: FakeSender, reqs: list[Request], concurrency: int = 3
+) -> tuple[list[Result], Runner]:
+    results: list[Result] = []
+    runner = Runner(sender, results.append, concurrency=concurrency, retry=NO_WAIT)
+    asyncio.run(runner.run(reqs))
+    return results, runner
+
+
+def test_every_request_gets_one_result() -> None:
+    """Each request ends in exactly one ok result."""
+    reqs = requests()
+    results, _ = run(FakeSender(lambda r, n: ok()), reqs)
+    assert sorted(r.request_key for r in results) == sorted(r.key for r in reqs)
+    assert {r.status for r in results} == {"ok"}
+
+
+def test_retryable_errors_retry_and_count_attempts() -> None:
+    """A 5xx then success is one ok row with attempts = 2."""
+
+    def rule(r: Request, n: int) -> Completion:
+        if n == 1:
+            raise ServerError("boom", http_status=500)
+        return ok()
+
+    results, _ = run(FakeSender(rule), requests(2))
+    assert {(r.status, r.attempts) for r in results} == {("ok", 2)}
+
+
+def test_retries_are_bounded() -> None:
+    """A request that always 429s fails after max_retries + 1 attempts."""
+
+    def rule(r: Request, n: int) -> Completion:
+        raise RateLimited("slow down", http_status=429)
+
+    sender = FakeSender(rule)
+    results, runner = run(sender, requests(1, ("a",)))
+    assert [(r.status, r.error_type, r.attempts) for r in results] == [("error", "rate_limited", 4)]
+    assert runner.outcome.models["a"].rate_limited == 4
+
+
+def test_row_errors_are_not_retried() -> None:
+    """A 400 is recorded once, never retried."""
+
+    def rule(r: Request, n: int) -> Completion:
+        raise RowError("context too long", http_status=400)
+
+    sender = FakeSender(rule)
+    results, _ = run(sender, requests(3, ("a",)))
+    assert all(r.attempts == 1 and r.error_type == "bad_request" for r in results)
+    assert set(sender.calls.values()) == {1}
+
+
+def test_unavailable_model_stops_others_go_on() -> None:
+    """A model without a channel stops after 3 failures; the other model completes."""
+
+    def rule(r: Request, n: int) -> Completion:
+        if r.model.name == "a":
+            raise ModelUnavailable("no channel", http_status=503)
+        return ok()
+
+    sender = FakeSender(rule)
+    results, runner = run(sender, requests(20), concurrency=1)
+    sent_a = sum(
+        n
+        for key, n in sender.calls.items()
+        if key in {r.key for r in requests(20) if r.model.name == "a"}
+    )
+    assert sent_a == 3
+    assert sum(1 for r in results if r.model == "b" and r.status == "ok") == 20
+    assert sum(1 for r in results if r.model == "a") == 20
+    assert runner.outcome.models["a"].stopped_reason == "no channel"
+
+
+def test_fatal_error_stops_the_run() -> None:
+    """A bad key stops new sends at once."""
+
+    def rule(r: Request, n: int) -> Completion:
+        raise FatalRequestError("bad key", http_status=401)
+
+    sender = FakeSender(rule)
+    results, runner = run(sender, requests(50), concurrency=2)
+    assert sum(sender.calls.values()) <= 3
+    assert runner.outcome.fatal is not None
+    assert len(results) == sum(sender.calls.values())
+
+
+def test_models_are_interleaved() -> None:
+    """Stopped halfway, every model has been covered alike."""
+    results: list[Result] = []
+    runner: Runner
+
+    def rule(r: Request, n: int) -> Completion:
+        if len(results) >= 10:
+            runner.stop()
+        return ok()
+
+    runner = Runner(FakeSender(rule), results.append, concurrency=1, retry=NO_WAIT)
+    asyncio.run(runner.run(requests(50, ("a", "b", "c"))))
+    counts = Counter(r.model for r in results)
+    assert max(counts.values()) - min(counts.values()) <= 1
+    assert runner.outcome.interrupted
