@@ -42,6 +42,7 @@ SUMMARY_COLUMNS = [
     ("latency_p95_s", "p95 s"),
     ("rate_per_s", "req/s"),
     ("rate_limited", "429s"),
+    ("pace_per_min", "pace/min"),
 ]
 
 
@@ -151,6 +152,7 @@ def _finish(report: RunReport, tolerance: tuple[float, bool], *, as_json: bool) 
         row["rate_per_s"] = row["requests"] / seconds
         row["rate_limited"] = state.rate_limited if state else 0
         row["stopped"] = state.stopped_reason if state else None
+        row["pace_per_min"] = report.paces.get(row["model"])
     failed = int(report.this_run.filter(report.this_run["status"] != "ok").height)
     done = report.this_run.height
     fatal = report.outcome.fatal

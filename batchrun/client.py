@@ -31,6 +31,7 @@ from batchrun.errors import (
     ServerError,
     TimeoutFailure,
 )
+from batchrun.limits import parse_duration
 from batchrun.plan import Request
 from batchrun.redact import redact
 
@@ -59,6 +60,8 @@ class Completion:
     gateway_request_id: str | None
     latency_s: float
     reasoning: str | None = None
+    ratelimit_remaining: int | None = None
+    ratelimit_reset_s: float | None = None
 
 
 class Sender(Protocol):
@@ -169,6 +172,8 @@ def parse_chat_response(
         gateway_request_id=headers.get("X-Oneapi-Request-Id"),
         latency_s=latency_s,
         reasoning=_str_or_none(reasoning),
+        ratelimit_remaining=_int_header(headers, "x-ratelimit-remaining-requests"),
+        ratelimit_reset_s=parse_duration(headers.get("x-ratelimit-reset-requests")),
     )
 
 
@@ -239,6 +244,14 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     if value is None or value < 0:
         return None
     return min(value, MAX_RETRY_AFTER_S)
+
+
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _code_of(error: Any) -> str | None:

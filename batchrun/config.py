@@ -159,6 +159,7 @@ class Limits(_Strict):
     max_retry_time_s: PositiveFloat = 600.0
     backoff_base_s: PositiveFloat = 0.5
     backoff_max_s: PositiveFloat = 30.0
+    adaptive: bool = True
 
 
 class OutputSpec(_Strict):

@@ -19,9 +19,17 @@ from pathlib import Path
 
 import polars as pl
 
-from batchrun.config import HttpProvider, LoadedJob, MockProvider, load_job, resolve_api_key
+from batchrun.config import (
+    HttpProvider,
+    Job,
+    LoadedJob,
+    MockProvider,
+    load_job,
+    resolve_api_key,
+)
 from batchrun.dataset import read_dataset
 from batchrun.errors import JobError
+from batchrun.limits import Limiter, ScopeLimits
 from batchrun.plan import Plan, build_plan
 from batchrun.progress import Progress
 from batchrun.runner import RetryPolicy, Runner, RunOutcome
@@ -60,6 +68,7 @@ class RunReport:
     skipped: int
     sent_requests: int
     this_run: pl.DataFrame = field(default_factory=pl.DataFrame)
+    paces: dict[str, float | None] = field(default_factory=dict)
 
 
 def resolve_output(template: str, job_name: str, now: datetime | None = None) -> Path:
@@ -125,6 +134,10 @@ async def execute(
     skip = done_keys(output, retry_errors=options.retry_errors)
     pending = sum(1 for _ in plan.requests(skip=skip, shard=options.shard))
     progress = make_progress(pending)
+    sources = {
+        model.name: plan.requests(skip=skip, shard=options.shard, models=[model])
+        for model in plan.models
+    }
     on_result = progress.update
     run_id = new_run_id()
     sink = ResultSink(
@@ -141,7 +154,7 @@ async def execute(
         sink.add(result)
         on_result(result)
 
-    model_limits = {m.name: m.concurrency for m in job.models if m.concurrency}
+    limiter = build_limiter(job)
     retry = RetryPolicy(
         max_retries=job.limits.max_retries,
         max_retry_time_s=job.limits.max_retry_time_s,
@@ -161,16 +174,10 @@ async def execute(
                 extra_headers=headers,
                 max_connections=job.limits.concurrency,
             ) as client:
-                runner = Runner(
-                    client,
-                    record,
-                    concurrency=job.limits.concurrency,
-                    model_concurrency=model_limits,
-                    retry=retry,
-                )
+                runner = Runner(client, record, limiter, retry=retry)
                 if runner_ready is not None:
                     runner_ready(runner)
-                outcome = await runner.run(plan.requests(skip=skip, shard=options.shard))
+                outcome = await runner.run(sources)
     finally:
         progress.close()
         sink.flush()
@@ -185,7 +192,24 @@ async def execute(
         skipped=plan.total - pending,
         sent_requests=sum(state.sent for state in outcome.models.values()),
         this_run=this_run,
+        paces={name: scope.pace_per_minute for name, scope in limiter.models.items()},
     )
+
+
+def build_limiter(job: Job) -> Limiter:
+    """The run's limits: the key's, and each model's under it (capped by the key's)."""
+    limits = job.limits
+    key = ScopeLimits(limits.concurrency, limits.rpm, limits.tpm, adaptive=False)
+    models = {
+        model.name: ScopeLimits(
+            min(model.concurrency or limits.concurrency, limits.concurrency),
+            model.rpm,
+            model.tpm,
+            adaptive=limits.adaptive and limits.rpm is None,
+        )
+        for model in job.models
+    }
+    return Limiter(key, models)
 
 
 @contextlib.asynccontextmanager

@@ -88,12 +88,17 @@ class Plan:
         self,
         skip: Container[str] = frozenset(),
         shard: tuple[int, int] | None = None,
+        models: list[PlannedModel] | None = None,
     ) -> Iterator[Request]:
-        """Yield the requests not in ``skip`` (and in ``shard`` I/N if given), in send order."""
+        """Yield the requests not in ``skip`` (and in ``shard`` I/N if given), in send order.
+
+        ``models`` narrows the requests to those models (default: all).
+        """
         samples = range(self.job.samples)
+        chosen = self.models if models is None else models
         for row, messages in enumerate(self._messages):
             encoded = messages.encode()
-            for model in self.models:
+            for model in chosen:
                 for sample in samples:
                     key = request_key(model.key_prefix, encoded, sample)
                     if key in skip:

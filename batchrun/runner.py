@@ -1,13 +1,18 @@
 """The asyncio loop: scheduling across models, retries, stopping, and reporting results.
 
-``run_requests`` sends every request it is given through a ``Sender`` with a
-fixed pool of workers (the run's concurrency), each model additionally held
-to its own concurrency. Every request it takes ends in exactly one
-``Result`` handed to ``on_result``: ok, or failed with its classified error.
-Retries are decided by the error's class, never by catching everything.
-A fatal error (bad key, no balance) stops new sends; what is in flight
-finishes. A model the gateway cannot serve stops after a short
-confirmation while the others go on.
+``Runner.run`` sends every request it is given through a ``Sender``, each
+model from its own workers and under the ``Limiter`` (windows, pace,
+pauses). Every request it takes ends in exactly one ``Result`` handed to
+``on_result``: ok, or failed with its classified error. Retries are decided
+by the error's class, never by catching everything:
+
+* retryable (429, 408, 409, 5xx, timeouts, connection, cut streams): backoff
+  with jitter (or the gateway's ``Retry-After``), bounded in attempts and time;
+* the row failed (400, 404, 413): recorded, never retried;
+* the model failed (no channel, before any success): a few confirmations,
+  then that model stops and its remaining requests are recorded unsent;
+  after a success it is treated as transient and retried with long waits;
+* the run failed (bad key, no balance): no new sends; what is in flight ends.
 """
 
 from __future__ import annotations
@@ -15,16 +20,18 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from batchrun.client import Completion, Sender
 from batchrun.errors import (
     FatalRequestError,
     ModelUnavailable,
+    RateLimited,
     RequestError,
     RetryableError,
 )
+from batchrun.limits import Limiter
 from batchrun.plan import Request
 from batchrun.store import Result
 
@@ -41,11 +48,15 @@ class RetryPolicy:
     max_delay_s: float = 30.0
     model_unavailable_confirmations: int = 3
 
-    def delay(self, retry: int, error: RetryableError) -> float:
-        """Seconds to wait before retry number ``retry`` (1-based), with full jitter."""
-        if error.retry_after is not None:
-            return error.retry_after + random.uniform(0, 0.1 * self.base_delay_s)
-        ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (retry - 1))
+    def delay(self, retry: int, error: RequestError) -> float:
+        """Seconds to wait before retry number ``retry`` (1-based), with jitter."""
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            return float(retry_after) + random.uniform(0.0, 0.1 * self.base_delay_s)
+        if isinstance(error, ModelUnavailable):
+            # A channel that vanished mid-run: give the gateway time to re-enable it.
+            return min(self.max_delay_s, max(5.0 * self.base_delay_s, 1.0) * 2.0 ** (retry - 1))
+        ceiling = min(self.max_delay_s, self.base_delay_s * 2.0 ** (retry - 1))
         return random.uniform(ceiling / 2, ceiling)
 
 
@@ -54,9 +65,12 @@ class ModelState:
     """What the run knows about one model while it runs."""
 
     unavailable_streak: int = 0
+    successes: int = 0
     stopped_reason: str | None = None
     sent: int = 0
     rate_limited: int = 0
+    first_sent: float | None = None
+    last_done: float | None = None
 
 
 @dataclass
@@ -71,28 +85,24 @@ class RunOutcome:
 
 
 class Runner:
-    """Sends requests with bounded concurrency and turns each into a ``Result``."""
+    """Sends requests under the run's limits and turns each into a ``Result``."""
 
     def __init__(
         self,
         sender: Sender,
         on_result: Callable[[Result], None],
+        limiter: Limiter,
         *,
-        concurrency: int,
-        model_concurrency: dict[str, int] | None = None,
         retry: RetryPolicy | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._sender = sender
         self._on_result = on_result
-        self._concurrency = concurrency
-        self._model_limits = {
-            name: asyncio.Semaphore(limit) for name, limit in (model_concurrency or {}).items()
-        }
+        self._limiter = limiter
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self._stopping = asyncio.Event()
-        self.outcome = RunOutcome()
+        self.outcome = RunOutcome(models={name: ModelState() for name in limiter.models})
 
     def stop(self) -> None:
         """Take no new requests; those in flight finish."""
@@ -104,81 +114,109 @@ class Runner:
         """Whether the run has been told to stop (or stopped itself)."""
         return self._stopping.is_set()
 
-    async def run(self, requests: Iterable[Request]) -> RunOutcome:
-        """Send every request (until stopped) and return how the run ended."""
+    async def run(self, sources: Mapping[str, Iterable[Request]]) -> RunOutcome:
+        """Send every request of every model (until stopped); return how the run ended.
+
+        Each model has its own source and its own workers, as many as its
+        window may ever hold, so a slow or paced model never holds up another.
+        """
         self.outcome.started = time.time()
-        source = iter(requests)
         try:
             async with asyncio.TaskGroup() as group:
-                for _ in range(self._concurrency):
-                    group.create_task(self._worker(source))
+                for name, requests in sources.items():
+                    source = iter(requests)
+                    for _ in range(self._limiter.models[name].window.cap):
+                        group.create_task(self._worker(name, source))
         finally:
             self.outcome.finished = time.time()
         return self.outcome
 
-    async def _worker(self, source: Iterator[Request]) -> None:
+    async def _worker(self, model: str, source: Iterator[Request]) -> None:
+        state = self.outcome.models[model]
         for request in source:
             if self._stopping.is_set():
                 return
-            state = self._state(request.model.name)
             if state.stopped_reason is not None:
                 self._on_result(_skipped(request, state.stopped_reason))
                 continue
-            limit = self._model_limits.get(request.model.name)
-            if limit is None:
-                await self._send(request, state)
-            else:
-                async with limit:
-                    await self._send(request, state)
-
-    def _state(self, model: str) -> ModelState:
-        state = self.outcome.models.get(model)
-        if state is None:
-            state = self.outcome.models[model] = ModelState()
-        return state
+            await self._send(request, state)
 
     async def _send(self, request: Request, state: ModelState) -> None:
         started = time.time()
+        if state.first_sent is None:
+            state.first_sent = started
         attempts = 0
         retry_started: float | None = None
+        name = request.model.name
         while True:
             attempts += 1
-            state.sent += 1
-            try:
-                completion = await self._sender.complete(request)
-            except RetryableError as error:
-                if error.error_type == "rate_limited":
-                    state.rate_limited += 1
-                now = time.monotonic()
-                retry_started = retry_started if retry_started is not None else now
-                spent = now - retry_started
-                if (
-                    attempts > self._retry.max_retries
-                    or spent >= self._retry.max_retry_time_s
-                    or self._stopping.is_set()
-                ):
-                    self._on_result(_failed(request, error, attempts, started))
+            error: RequestError | None = None
+            async with self._limiter.slot(name, request.estimated_tokens) as permit:
+                if self._stopping.is_set():
+                    return  # unsent: no row, a rerun sends it
+                if state.stopped_reason is not None:
+                    self._on_result(_skipped(request, state.stopped_reason))
                     return
-                await self._sleep(self._retry.delay(attempts, error))
-                continue
-            except ModelUnavailable as error:
+                state.sent += 1
+                try:
+                    completion = await self._sender.complete(request)
+                except RateLimited as exc:
+                    state.rate_limited += 1
+                    permit.rate_limited(exc.retry_after)
+                    error = exc
+                except RequestError as exc:
+                    error = exc
+                else:
+                    permit.succeeded(
+                        completion.latency_s,
+                        completion.total_tokens,
+                        completion.ratelimit_remaining,
+                        completion.ratelimit_reset_s,
+                    )
+            if error is None:
+                state.unavailable_streak = 0
+                state.successes += 1
+                state.last_done = time.time()
+                self._on_result(_ok(request, completion, attempts, started))
+                return
+            if isinstance(error, ModelUnavailable) and state.successes == 0:
+                # Never served yet: confirm a few times, then stop this model.
                 state.unavailable_streak += 1
                 if state.unavailable_streak >= self._retry.model_unavailable_confirmations:
                     state.stopped_reason = error.message
-                self._on_result(_failed(request, error, attempts, started))
+                self._finish_failed(request, error, attempts, started, state)
                 return
-            except FatalRequestError as error:
+            if isinstance(error, FatalRequestError):
                 if self.outcome.fatal is None:
                     self.outcome.fatal = error
                 self._stopping.set()
-                self._on_result(_failed(request, error, attempts, started))
+                self._finish_failed(request, error, attempts, started, state)
                 return
-            except RequestError as error:
-                self._on_result(_failed(request, error, attempts, started))
+            if not isinstance(error, RetryableError | ModelUnavailable):
+                self._finish_failed(request, error, attempts, started, state)
                 return
-            state.unavailable_streak = 0
-            self._on_result(_ok(request, completion, attempts, started))
-            return
+            # Retryable (or a channel that vanished mid-run): wait and try again, within bounds.
+            now = time.monotonic()
+            retry_started = retry_started if retry_started is not None else now
+            if (
+                attempts > self._retry.max_retries
+                or now - retry_started >= self._retry.max_retry_time_s
+                or self._stopping.is_set()
+            ):
+                self._finish_failed(request, error, attempts, started, state)
+                return
+            await self._sleep(self._retry.delay(attempts, error))
+
+    def _finish_failed(
+        self,
+        request: Request,
+        error: RequestError,
+        attempts: int,
+        started: float,
+        state: ModelState,
+    ) -> None:
+        state.last_done = time.time()
+        self._on_result(_failed(request, error, attempts, started))
 
 
 def _ok(request: Request, completion: Completion, attempts: int, started: float) -> Result:

@@ -12,6 +12,7 @@ from batchrun.client import Completion
 from batchrun.config import Job
 from batchrun.dataset import PROMPT_ID
 from batchrun.errors import FatalRequestError, ModelUnavailable, RateLimited, RowError, ServerError
+from batchrun.limits import Limiter, ScopeLimits
 from batchrun.plan import Request, build_plan
 from batchrun.runner import RetryPolicy, Runner
 from batchrun.store import Result
@@ -67,13 +68,32 @@ class FakeSender:
         return self.rule(request, self.calls[request.key])
 
 
+def by_model(reqs: list[Request]) -> dict[str, list[Request]]:
+    grouped: dict[str, list[Request]] = {}
+    for request in reqs:
+        grouped.setdefault(request.model.name, []).append(request)
+    return grouped
+
+
+def limiter_for(reqs: list[Request], concurrency: int) -> Limiter:
+    names = sorted({r.model.name for r in reqs})
+    return Limiter(
+        ScopeLimits(concurrency, adaptive=False),
+        {name: ScopeLimits(concurrency) for name in names},
+    )
+
+
 def run(
     sender: FakeSender, reqs: list[Request], concurrency: int = 3
 ) -> tuple[list[Result], Runner]:
     results: list[Result] = []
-    runner = Runner(sender, results.append, concurrency=concurrency, retry=NO_WAIT)
-    asyncio.run(runner.run(reqs))
-    return results, runner
+
+    async def go() -> Runner:
+        runner = Runner(sender, results.append, limiter_for(reqs, concurrency), retry=NO_WAIT)
+        await runner.run(by_model(reqs))
+        return runner
+
+    return results, asyncio.run(go())
 
 
 def test_every_request_gets_one_result() -> None:
@@ -154,18 +174,43 @@ def test_fatal_error_stops_the_run() -> None:
     assert len(results) == sum(sender.calls.values())
 
 
-def test_models_are_interleaved() -> None:
-    """Stopped halfway, every model has been covered alike."""
+def test_models_progress_alike() -> None:
+    """Stopped partway, every model has been covered alike."""
     results: list[Result] = []
-    runner: Runner
+    reqs = requests(50, ("a", "b", "c"))
+    holder: list[Runner] = []
 
     def rule(r: Request, n: int) -> Completion:
-        if len(results) >= 10:
-            runner.stop()
+        if len(results) >= 30:
+            holder[0].stop()
         return ok()
 
-    runner = Runner(FakeSender(rule), results.append, concurrency=1, retry=NO_WAIT)
-    asyncio.run(runner.run(requests(50, ("a", "b", "c"))))
+    async def go() -> Runner:
+        runner = Runner(FakeSender(rule), results.append, limiter_for(reqs, 2), retry=NO_WAIT)
+        holder.append(runner)
+        await runner.run(by_model(reqs))
+        return runner
+
+    runner = asyncio.run(go())
     counts = Counter(r.model for r in results)
-    assert max(counts.values()) - min(counts.values()) <= 1
+    assert sum(counts.values()) < 150
+    assert max(counts.values()) - min(counts.values()) <= 2
     assert runner.outcome.interrupted
+
+
+def test_probe_first_then_open() -> None:
+    """A model sends one request alone; after its first success the window opens."""
+    in_flight = [0]
+    peak: list[int] = []
+
+    class Tracking(FakeSender):
+        async def complete(self, request: Request) -> Completion:
+            in_flight[0] += 1
+            peak.append(in_flight[0])
+            await asyncio.sleep(0.001)
+            in_flight[0] -= 1
+            return ok()
+
+    run(Tracking(lambda r, n: ok()), requests(20, ("a",)), concurrency=5)
+    assert peak[0] == 1
+    assert max(peak) == 5

@@ -45,6 +45,7 @@ class GatewaySettings:
     key_rpm: float | None = None
     model_rpm: dict[str, float] = field(default_factory=dict)
     rate_limit_style: str = "S10"
+    rate_limit_burst_s: float | None = None
     ratelimit_headers: bool = False
     seed: int = 0
 
@@ -78,6 +79,26 @@ class _Window:
         return 60.0 - (now - self.times[0])
 
 
+class _Bucket:
+    """A token bucket: ``per_minute`` a minute, at most ``burst_s`` seconds' worth at once."""
+
+    def __init__(self, per_minute: float, burst_s: float) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, self.rate * burst_s)
+        self.tokens = self.capacity
+        self.updated: float | None = None
+
+    def wait_time(self, now: float) -> float:
+        """0 if a request may pass now (and take its token), else seconds until one may."""
+        if self.updated is not None:
+            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
+
+
 class Gateway:
     """State and handlers of one gateway instance."""
 
@@ -87,16 +108,34 @@ class Gateway:
         self._random = random.Random(self.settings.seed)
         self._ids = itertools.count(1)
         self._key_window = (
-            _Window(self.settings.key_rpm) if self.settings.key_rpm is not None else None
+            self._limit(self.settings.key_rpm) if self.settings.key_rpm is not None else None
         )
-        self._model_windows = {m: _Window(r) for m, r in self.settings.model_rpm.items()}
+        self._model_windows = {m: self._limit(r) for m, r in self.settings.model_rpm.items()}
+
+    def _limit(self, per_minute: float) -> _Window | _Bucket:
+        burst = self.settings.rate_limit_burst_s
+        return _Window(per_minute) if burst is None else _Bucket(per_minute, burst)
 
     def app(self) -> web.Application:
         """The aiohttp application serving this gateway."""
         app = web.Application(client_max_size=64 * 1024**2)
         app.router.add_post("/v1/chat/completions", self.chat_completions)
         app.router.add_get("/v1/models", self.list_models)
+        app.router.add_get("/_sim/stats", self.show_stats)
         return app
+
+    async def show_stats(self, request: web.Request) -> web.Response:
+        """What the gateway received so far (not counted as a request)."""
+        stats = self.stats
+        return web.json_response(
+            {
+                "requests": stats.requests,
+                "by_path": dict(stats.by_path),
+                "by_model": dict(stats.by_model),
+                "by_status": {str(k): v for k, v in stats.by_status.items()},
+                "rate_limited": stats.rate_limited,
+            }
+        )
 
     def _request_id(self) -> str:
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())

@@ -185,6 +185,14 @@ FAULTS: dict[str, FaultBuilder] = {
     "E409": lambda c: _error(409, "conflict, try again", c),
     "E404": lambda c: _error(
         404,
+        "Invalid URL (POST /v1/chat/completions)",
+        c,
+        type_="invalid_request_error",
+        code="",
+        suffix=False,
+    ),
+    "E404b": lambda c: _error(
+        404,
         f"The model `{c.model}` does not exist or you do not have access to it.",
         c,
         type_="invalid_request_error",

@@ -1,0 +1,194 @@
+"""The limiter on a fake clock: pacing, windows, the learned pace, durations."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from batchrun.limits import AdaptiveRate, Limiter, Pacer, ScopeLimits, Window, parse_duration
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_pacer_spaces_requests_evenly() -> None:
+    """600 a minute: each reservation is 0.1 s after the previous one."""
+    clock = FakeClock()
+    pacer = Pacer(600, clock)
+    waits = [pacer.reserve() for _ in range(5)]
+    assert waits == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+
+
+def test_pacer_charges_tokens_and_corrects() -> None:
+    """Tokens are charged up front; a smaller actual usage gives time back."""
+    clock = FakeClock()
+    pacer = Pacer(60_000, clock)  # 1,000 tokens a second
+    assert pacer.reserve(500) == 0.0
+    assert pacer.reserve(500) == pytest.approx(0.5)
+    pacer.correct(-400)  # the first request used 100 tokens, not 500
+    assert pacer.reserve(1) == pytest.approx(0.6)
+
+
+def test_pacer_idle_time_is_not_saved_up() -> None:
+    """After a quiet spell the pace allows one request at once, not a burst."""
+    clock = FakeClock()
+    pacer = Pacer(60, clock)
+    pacer.reserve()
+    clock.now += 100
+    assert pacer.reserve() == 0.0
+    assert pacer.reserve() == pytest.approx(1.0)
+
+
+def test_window_probe_open_shrink_grow() -> None:
+    """One place until the first success, the cap after it; halve on 429; grow back."""
+    window = Window(8)
+    assert window.limit == 1
+    window.open()
+    assert window.limit == 8
+    window.shrink(0.5)
+    assert window.limit == 4
+    for _ in range(4):  # one window of successes: about one place more
+        window.grow()
+    assert 4.9 < window.limit < 5.0
+
+
+def test_window_slow_start_doubles_per_round() -> None:
+    """An adaptive window opens at 4 and adds one place per success until the first cut."""
+    window = Window(100, slow_start=True)
+    window.open()
+    assert window.limit == 4
+    for _ in range(4):
+        window.grow()
+    assert window.limit == 8
+    window.shrink(0.5)
+    window.grow()
+    assert window.limit == pytest.approx(4.25)
+
+
+def test_window_wakes_waiters_without_polling() -> None:
+    """A waiter blocked on a full window runs as soon as a place is released."""
+    order: list[str] = []
+
+    async def main() -> None:
+        window = Window(1)
+
+        async def holder() -> None:
+            await window.acquire()
+            order.append("first in")
+            await asyncio.sleep(0.01)
+            order.append("first out")
+            window.release()
+
+        async def waiter() -> None:
+            await window.acquire()
+            order.append("second in")
+            window.release()
+
+        await asyncio.gather(holder(), waiter())
+
+    asyncio.run(main())
+    assert order == ["first in", "first out", "second in"]
+
+
+def test_adaptive_rate_learns_the_accepted_rate() -> None:
+    """Over-driven, the accepted rate is the limit: the pace lands just below it."""
+    clock = FakeClock()
+    rate = AdaptiveRate(clock)
+    for _ in range(30):  # 10 a second for 3 s
+        clock.now += 0.1
+        rate.on_success(0.05)
+    assert rate.on_rate_limited() is True
+    assert rate.per_minute == pytest.approx(0.92 * 600, rel=0.11)
+    assert rate.on_rate_limited() is False  # 429s of requests already in flight
+
+
+def test_adaptive_rate_creeps_up() -> None:
+    """Without 429s the learned pace grows about 2% a second."""
+    clock = FakeClock()
+    rate = AdaptiveRate(clock)
+    for _ in range(30):
+        clock.now += 0.1
+        rate.on_success(0.05)
+    rate.on_rate_limited()
+    start = rate.per_minute
+    assert start is not None
+    for _ in range(100):  # 10 s
+        clock.now += 0.1
+        rate.on_success(0.05)
+    assert rate.per_minute == pytest.approx(start * 1.02**10, rel=0.02)
+
+
+def test_adaptive_rate_needs_evidence() -> None:
+    """429s with nothing accepted set no pace (the window and backoff act)."""
+    rate = AdaptiveRate(FakeClock())
+    assert rate.on_rate_limited() is True
+    assert rate.per_minute is None
+
+
+def test_limiter_retry_after_pauses_the_model() -> None:
+    """A Retry-After pauses later requests of that model until it has passed."""
+    clock = FakeClock()
+
+    async def main() -> list[float]:
+        limiter = Limiter(
+            ScopeLimits(4, adaptive=False), {"m": ScopeLimits(4)}, clock=clock, sleep=clock.sleep
+        )
+        starts = []
+        async with limiter.slot("m", 10) as permit:
+            permit.succeeded(0.1, 10)
+        async with limiter.slot("m", 10) as permit:
+            permit.rate_limited(2.5)
+        async with limiter.slot("m", 10):
+            starts.append(clock.now)
+        return starts
+
+    assert asyncio.run(main()) == [pytest.approx(102.5)]
+
+
+def test_limiter_declared_rpm_paces_model() -> None:
+    """A model's declared 120 rpm spaces its requests 0.5 s apart."""
+    clock = FakeClock()
+
+    async def main() -> list[float]:
+        limiter = Limiter(
+            ScopeLimits(4, adaptive=False),
+            {"m": ScopeLimits(4, rpm=120)},
+            clock=clock,
+            sleep=clock.sleep,
+        )
+        starts = []
+        for _ in range(3):
+            async with limiter.slot("m", 1) as permit:
+                starts.append(clock.now)
+                permit.succeeded(0.0, 1)
+        return starts
+
+    assert asyncio.run(main()) == pytest.approx([100.0, 100.5, 101.0])
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("12ms", 0.012),
+        ("1s", 1.0),
+        ("6m0s", 360.0),
+        ("1m30.2s", 90.2),
+        ("59.5s", 59.5),
+        ("2", 2.0),
+        ("", None),
+        ("soon", None),
+        ("1x", None),
+    ],
+)
+def test_parse_duration(text: str, seconds: float | None) -> None:
+    """Go-style durations from x-ratelimit-reset-* headers."""
+    assert parse_duration(text) == (pytest.approx(seconds) if seconds is not None else None)
