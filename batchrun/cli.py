@@ -9,6 +9,7 @@ aiohttp) are imported inside the commands so ``batchrun --help`` stays fast.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from batchrun.errors import (
     EXIT_OK,
     EXIT_REFUSED,
     EXIT_SIGINT,
+    EXIT_SIGTERM,
     EXIT_USAGE,
     BatchrunError,
 )
@@ -100,7 +102,19 @@ def main() -> None:
     metavar="N|P%",
     help="Failed requests (count or percentage) tolerated before exiting with code 1.",
 )
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Start over: the earlier results are kept under another name, never deleted.",
+)
 @click.option("--shard", metavar="I/N", help="Run only slice I of N (0-based) of the requests.")
+@click.option(
+    "--grace",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds requests in flight may take to finish after Ctrl-C or SIGTERM.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
@@ -109,7 +123,9 @@ def run(
     dry_run: bool,
     retry_errors: bool,
     max_failures: str,
+    fresh: bool,
     shard: str | None,
+    grace: float,
     quiet: bool,
     as_json: bool,
     debug: bool,
@@ -119,13 +135,13 @@ def run(
 
     tolerance = _parse_max_failures(max_failures)
     slice_ = _parse_shard(shard)
-    prepared = _guard(debug, lambda: prepare(job))
+    prepared = _guard(debug, lambda: prepare(job, shard=slice_))
     if dry_run:
         _print_plan(prepared)
         return
-    options = RunOptions(retry_errors=retry_errors, shard=slice_)
+    options = RunOptions(retry_errors=retry_errors, shard=slice_, fresh=fresh, grace_s=grace)
     report = _execute(prepared, options, quiet=quiet, debug=debug)
-    _finish(report, tolerance, as_json=as_json)
+    _finish(prepared, report, tolerance, as_json=as_json)
 
 
 def _execute(prepared: Prepared, options: Any, *, quiet: bool, debug: bool) -> RunReport:
@@ -135,14 +151,20 @@ def _execute(prepared: Prepared, options: Any, *, quiet: bool, debug: bool) -> R
     def progress(total: int) -> Progress:
         return make_progress(total, quiet=quiet)
 
+    def notify(message: str) -> None:
+        click.echo(f"batchrun: {message}", err=True)
+
     try:
-        return _guard(debug, lambda: run_job(prepared, options, progress))
+        return _guard(debug, lambda: run_job(prepared, options, progress, notify))
     except KeyboardInterrupt:
         click.echo("batchrun: interrupted; finished results are saved", err=True)
         sys.exit(EXIT_SIGINT)
 
 
-def _finish(report: RunReport, tolerance: tuple[float, bool], *, as_json: bool) -> NoReturn:
+def _finish(
+    prepared: Prepared, report: RunReport, tolerance: tuple[float, bool], *, as_json: bool
+) -> NoReturn:
+    from batchrun.pipeline import record_manifest
     from batchrun.summary import format_table, summarize
 
     rows = summarize(report.this_run)
@@ -159,8 +181,11 @@ def _finish(report: RunReport, tolerance: tuple[float, bool], *, as_json: bool) 
     code = EXIT_OK
     if fatal is not None:
         code = EXIT_REFUSED
-    elif _over(failed, done, tolerance):
+    elif report.signal is not None:
+        code = EXIT_SIGTERM if report.signal == signal.SIGTERM else EXIT_SIGINT
+    elif report.storage_error is not None or _over(failed, done, tolerance):
         code = EXIT_FAILURES
+    manifest = record_manifest(prepared, report, code)
     if as_json:
         payload = {
             "run_id": report.run_id,
@@ -170,6 +195,7 @@ def _finish(report: RunReport, tolerance: tuple[float, bool], *, as_json: bool) 
             "sent": done,
             "failed": failed,
             "exit_code": code,
+            "manifest": str(manifest),
             "models": rows,
         }
         click.echo(json.dumps(payload, default=str, indent=2))
@@ -186,6 +212,12 @@ def _finish(report: RunReport, tolerance: tuple[float, bool], *, as_json: bool) 
         )
     if fatal is not None:
         click.echo(f"batchrun: error: the gateway refused the run: {fatal.message}", err=True)
+    elif report.signal is not None:
+        click.echo(
+            "batchrun: interrupted; finished results are saved, rerun to send the rest", err=True
+        )
+    elif report.storage_error is not None:
+        click.echo(f"batchrun: error: {report.storage_error}", err=True)
     elif code == EXIT_FAILURES:
         click.echo(
             f"batchrun: {failed} requests failed; rerun with --retry-errors to send them again",

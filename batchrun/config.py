@@ -174,11 +174,11 @@ class OutputSpec(_Strict):
     def _parquet_only(cls, value: str) -> str:
         if not value.endswith(".parquet"):
             raise ValueError(f"{value!r} should end in .parquet")
-        unknown = set(re.findall(r"\{(\w*)\}", value)) - {"name", "date", "datetime"}
+        unknown = set(re.findall(r"\{(\w*)\}", value)) - {"name", "date", "datetime", "shard"}
         if unknown:
             raise ValueError(
                 f"unknown placeholder {{{sorted(unknown)[0]}}}; "
-                "use {name}, {date} or {datetime}"
+                "use {name}, {date}, {datetime} or {shard}"
             )
         return value
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import signal
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,10 +32,20 @@ from batchrun.config import (
 from batchrun.dataset import read_dataset
 from batchrun.errors import JobError
 from batchrun.limits import Limiter, ScopeLimits
-from batchrun.plan import Plan, build_plan
+from batchrun.lock import RunLock
+from batchrun.manifest import describe_run, write_manifest
+from batchrun.plan import Plan, Request, build_plan
 from batchrun.progress import Progress
 from batchrun.runner import RetryPolicy, Runner, RunOutcome
-from batchrun.store import Result, ResultSink, compact, done_keys, new_run_id
+from batchrun.store import (
+    Result,
+    ResultSink,
+    compact,
+    done_keys,
+    new_run_id,
+    part_files,
+    read_existing,
+)
 from batchrun.templates import compile_prompt
 
 
@@ -43,6 +55,8 @@ class RunOptions:
 
     retry_errors: bool = False
     shard: tuple[int, int] | None = None
+    fresh: bool = False
+    grace_s: float = 10.0
 
 
 @dataclass
@@ -69,21 +83,36 @@ class RunReport:
     sent_requests: int
     this_run: pl.DataFrame = field(default_factory=pl.DataFrame)
     paces: dict[str, float | None] = field(default_factory=dict)
+    signal: int | None = None
+    storage_error: str | None = None
 
 
-def resolve_output(template: str, job_name: str, now: datetime | None = None) -> Path:
-    """The output path with ``{name}``, ``{date}`` and ``{datetime}`` (UTC) filled in."""
+def resolve_output(
+    template: str,
+    job_name: str,
+    now: datetime | None = None,
+    shard: tuple[int, int] | None = None,
+) -> Path:
+    """The output path with ``{name}``, ``{date}``, ``{datetime}`` (UTC) and ``{shard}``.
+
+    A sharded run whose path has no ``{shard}`` gets ``.shard-I-of-N`` before
+    ``.parquet``, so shards never share an output.
+    """
     moment = now or datetime.now(UTC)
+    shard_text = f"{shard[0]}-of-{shard[1]}" if shard else "all"
+    if shard and "{shard}" not in template:
+        template = template.removesuffix(".parquet") + ".shard-{shard}.parquet"
     return Path(
         template.format(
             name=job_name,
             date=moment.strftime("%Y-%m-%d"),
             datetime=moment.strftime("%Y-%m-%dT%H%M%SZ"),
+            shard=shard_text,
         )
     )
 
 
-def prepare(job_path: str | Path) -> Prepared:
+def prepare(job_path: str | Path, shard: tuple[int, int] | None = None) -> Prepared:
     """Check the whole job without sending anything; ``JobError`` on the first mistake."""
     loaded = load_job(job_path)
     job = loaded.job
@@ -94,7 +123,7 @@ def prepare(job_path: str | Path) -> Prepared:
         plan = build_plan(job, frame, template)
     except JobError as exc:
         raise JobError(f"{where}: {exc}") from None
-    output = resolve_output(job.output.path, job.name)
+    output = resolve_output(job.output.path, job.name, shard=shard)
     _check_writable(output, where)
     if isinstance(job.provider, HttpProvider):
         try:
@@ -108,38 +137,72 @@ def prepare(job_path: str | Path) -> Prepared:
     return Prepared(loaded=loaded, plan=plan, output=output, api_key=api_key, base_url=base_url)
 
 
+MIN_FREE_BYTES = 50 * 1024**2
+
+
 def _check_writable(output: Path, where: str) -> None:
     folder = output.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".batchrun-check-"):
             pass
+        free = shutil.disk_usage(folder).free
     except OSError as exc:
         raise JobError(
             f"{where}: output.path: cannot write to the folder {folder} "
             f"({exc.strerror or exc}); choose a writable folder"
         ) from None
+    if free < MIN_FREE_BYTES:
+        raise JobError(
+            f"{where}: output.path: only {free // 1024**2} MB free in {folder}; "
+            f"make at least {MIN_FREE_BYTES // 1024**2} MB of room first"
+        )
 
 
 async def execute(
     prepared: Prepared,
     options: RunOptions,
     make_progress: Callable[[int], Progress],
-    runner_ready: Callable[[Runner], None] | None = None,
+    notify: Callable[[str], None] = lambda message: None,
 ) -> RunReport:
-    """Send every request not yet done and write the results; return what happened."""
+    """Send every request not yet done and write the results; return what happened.
+
+    Holds the output's lock for the whole run. SIGINT and SIGTERM stop new
+    sends and give requests in flight ``options.grace_s`` to finish; a
+    second signal stops at once. Results are flushed as parts while the run
+    goes and compacted into the output at the end, whatever the ending.
+    """
+    run_id = new_run_id()
+    lock = RunLock(prepared.output)
+    lock.acquire(run_id)
+    if lock.taken_over:
+        notify(f"warning: took over a lock left by a run that is gone ({lock.taken_over})")
+    try:
+        return await _execute_locked(prepared, options, make_progress, notify, run_id)
+    finally:
+        lock.release()
+
+
+async def _execute_locked(
+    prepared: Prepared,
+    options: RunOptions,
+    make_progress: Callable[[int], Progress],
+    notify: Callable[[str], None],
+    run_id: str,
+) -> RunReport:
     job = prepared.loaded.job
     plan = prepared.plan
     output = prepared.output
+    if options.fresh:
+        kept = set_aside(output, plan.prompts)
+        if kept is not None:
+            notify(f"--fresh: the earlier results are kept as {kept}")
     skip = done_keys(output, retry_errors=options.retry_errors)
     pending = sum(1 for _ in plan.requests(skip=skip, shard=options.shard))
-    progress = make_progress(pending)
     sources = {
         model.name: plan.requests(skip=skip, shard=options.shard, models=[model])
         for model in plan.models
     }
-    on_result = progress.update
-    run_id = new_run_id()
     sink = ResultSink(
         output,
         run_id,
@@ -147,13 +210,6 @@ async def execute(
         flush_every=job.output.flush_every,
         flush_seconds=job.output.flush_seconds,
     )
-    counted = [0]
-
-    def record(result: Result) -> None:
-        counted[0] += 1
-        sink.add(result)
-        on_result(result)
-
     limiter = build_limiter(job)
     retry = RetryPolicy(
         max_retries=job.limits.max_retries,
@@ -161,7 +217,29 @@ async def execute(
         base_delay_s=job.limits.backoff_base_s,
         max_delay_s=max(job.limits.backoff_max_s, job.limits.backoff_base_s),
     )
+    storage_errors: list[str] = []
+    signals: list[signal.Signals] = []
+    progress = make_progress(pending)
+    runner: Runner | None = None
+
+    def record(result: Result) -> None:
+        progress.update(result)
+        try:
+            sink.add(result)
+        except OSError as exc:
+            if not storage_errors:
+                storage_errors.append(_storage_message(exc, output))
+                if runner is not None:
+                    runner.stop()
+
     outcome = RunOutcome()
+    ticker = asyncio.create_task(
+        _flush_every(
+            sink,
+            job.output.flush_seconds,
+            record_error=(lambda exc: storage_errors.append(_storage_message(exc, output))),
+        )
+    )
     try:
         async with _gateway_url(prepared) as base_url:
             from batchrun.client import GatewayClient
@@ -175,13 +253,21 @@ async def execute(
                 max_connections=job.limits.concurrency,
             ) as client:
                 runner = Runner(client, record, limiter, retry=retry)
-                if runner_ready is not None:
-                    runner_ready(runner)
-                outcome = await runner.run(sources)
+                outcome = await _run_until_signalled(
+                    runner, sources, options.grace_s, signals, notify
+                )
     finally:
+        ticker.cancel()
         progress.close()
-        sink.flush()
-        results = compact(output, plan.prompts)
+        try:
+            sink.flush()
+        except OSError as exc:
+            storage_errors.append(_storage_message(exc, output))
+        try:
+            results = compact(output, plan.prompts)
+        except OSError as exc:
+            storage_errors.append(_storage_message(exc, output))
+            results = read_existing(output)
     this_run = results.filter(pl.col("run_id") == run_id)
     return RunReport(
         run_id=run_id,
@@ -193,7 +279,109 @@ async def execute(
         sent_requests=sum(state.sent for state in outcome.models.values()),
         this_run=this_run,
         paces={name: scope.pace_per_minute for name, scope in limiter.models.items()},
+        signal=signals[0] if signals else None,
+        storage_error=storage_errors[0] if storage_errors else None,
     )
+
+
+async def _run_until_signalled(
+    runner: Runner,
+    sources: dict[str, Iterator[Request]],
+    grace_s: float,
+    signals: list[signal.Signals],
+    notify: Callable[[str], None],
+) -> RunOutcome:
+    """Run, stopping gracefully on the first SIGINT/SIGTERM and at once on the second."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(runner.run(sources))
+
+    def on_signal(signum: signal.Signals) -> None:
+        signals.append(signum)
+        if len(signals) == 1:
+            notify(
+                f"stopping: no new requests; up to {grace_s:g} s for those in flight "
+                "(press Ctrl-C again to stop at once)"
+            )
+            runner.stop()
+            loop.call_later(grace_s, task.cancel)
+        else:
+            task.cancel()
+
+    installed: list[signal.Signals] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, on_signal, signum)
+            installed.append(signum)
+        except (RuntimeError, ValueError, NotImplementedError):
+            pass  # not the main thread: the caller handles interruption
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if not signals:
+            raise
+        return runner.outcome
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
+async def _flush_every(
+    sink: ResultSink, seconds: float, record_error: Callable[[OSError], None]
+) -> None:
+    """Write buffered results at least every ``seconds``, even when none arrive."""
+    while True:
+        await asyncio.sleep(seconds)
+        if sink.due():
+            try:
+                sink.flush()
+            except OSError as exc:
+                record_error(exc)
+                return
+
+
+def _storage_message(exc: OSError, output: Path) -> str:
+    reason = exc.strerror or str(exc)
+    return (
+        f"cannot write results beside {output}: {reason}; the run stopped and the results "
+        "written so far are kept; make room and rerun to continue"
+    )
+
+
+def set_aside(output: Path, prompts: pl.DataFrame) -> Path | None:
+    """For ``--fresh``: fold any parts into the output and move it aside; its new name."""
+    if not output.exists() and not part_files(output):
+        return None
+    compact(output, prompts)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    kept = output.with_name(f"{output.stem}.before-{stamp}{output.suffix}")
+    output.replace(kept)
+    return kept
+
+
+def record_manifest(prepared: Prepared, report: RunReport, exit_code: int) -> Path:
+    """Write the run's manifest beside its output; its path."""
+    fatal = report.outcome.fatal
+    stopped = (
+        f"refused: {fatal.message}"
+        if fatal is not None
+        else f"signal {report.signal}"
+        if report.signal is not None
+        else report.storage_error
+    )
+    entry = describe_run(
+        run_id=report.run_id,
+        job_name=prepared.loaded.job.name,
+        job_path=prepared.loaded.path,
+        job_sha256=prepared.loaded.sha256,
+        output=report.output,
+        started=report.outcome.started,
+        finished=report.outcome.finished,
+        this_run=report.this_run,
+        total_rows=report.results.height,
+        exit_code=exit_code,
+        stopped=stopped,
+    )
+    return write_manifest(report.output, entry)
 
 
 def build_limiter(job: Job) -> Limiter:
@@ -236,7 +424,10 @@ async def _gateway_url(prepared: Prepared) -> AsyncIterator[str]:
 
 
 def run_job(
-    prepared: Prepared, options: RunOptions, make_progress: Callable[[int], Progress]
+    prepared: Prepared,
+    options: RunOptions,
+    make_progress: Callable[[int], Progress],
+    notify: Callable[[str], None],
 ) -> RunReport:
     """Run ``execute`` in a fresh event loop (the one ``asyncio.run`` of the process)."""
-    return asyncio.run(execute(prepared, options, make_progress))
+    return asyncio.run(execute(prepared, options, make_progress, notify))

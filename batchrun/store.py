@@ -201,15 +201,15 @@ def part_files(output: Path) -> list[Path]:
     return sorted(folder.glob("part-*.parquet"))
 
 
-def read_existing(output: Path) -> pl.DataFrame | None:
-    """Everything already recorded for this output (final file and parts), or None."""
+def read_existing(output: Path) -> pl.DataFrame:
+    """Everything already recorded for this output (final file and parts), maybe empty."""
     frames: list[pl.DataFrame] = []
     if output.exists():
         frames.append(pl.read_parquet(output))
     for part in part_files(output):
         frames.append(pl.read_parquet(part))
     if not frames:
-        return None
+        return empty_results()
     return pl.concat(frames, how="diagonal_relaxed")
 
 

@@ -75,20 +75,24 @@ def main() -> None:
             job = write_job(folder, url, ROWS, limits={"concurrency": 32, "backoff_base_s": 0.05})
             code, _, _ = run_batchrun(job)
             frame = pl.read_parquet(folder / "results.parquet")
-            faults.append((
-                "5% HTTP 500", str(code),
-                str(frame.filter(pl.col("status") == "ok").height),
-                str(frame.filter(pl.col("status") != "ok").height),
-                str(int(frame["attempts"].sum()) - frame.height),
-                str(gateway_stats(url)["requests"]),
-            ))
+            faults.append(
+                (
+                    "5% HTTP 500",
+                    str(code),
+                    str(frame.filter(pl.col("status") == "ok").height),
+                    str(frame.filter(pl.col("status") != "ok").height),
+                    str(int(frame["attempts"].sum()) - frame.height),
+                    str(gateway_stats(url)["requests"]),
+                )
+            )
         # 4. A bad key.
         with gateway_process(keys=["sk-the-real-key"]) as url:
             folder = base / "bad-key"
             job = write_job(folder, url, ROWS)
             code, _, _ = run_batchrun(job, key="sk-wrong")
-            faults.append(("bad key (401)", str(code), "-", "-", "-",
-                           str(gateway_stats(url)["requests"])))
+            faults.append(
+                ("bad key (401)", str(code), "-", "-", "-", str(gateway_stats(url)["requests"]))
+            )
         # 5. One model with no channel.
         with gateway_process(models=["model-a"], latency_ms=5) as url:
             folder = base / "no-channel"
@@ -96,13 +100,18 @@ def main() -> None:
             code, _, _ = run_batchrun(job)
             frame = pl.read_parquet(folder / "results.parquet")
             stats = gateway_stats(url)
-            faults.append((
-                "model-b has no channel", str(code),
-                f"a: {frame.filter((pl.col('model') == 'model-a') & (pl.col('status') == 'ok')).height}",
-                f"b: {frame.filter(pl.col('model') == 'model-b').height} unsent/failed",
-                "-",
-                f"a: {stats['by_model'].get('model-a', 0)}, b: {stats['by_model'].get('model-b', 0)}",
-            ))
+            sent = {m: stats["by_model"].get(m, 0) for m in ("model-a", "model-b")}
+            ok_a = frame.filter((pl.col("model") == "model-a") & (pl.col("status") == "ok")).height
+            faults.append(
+                (
+                    "model-b has no channel",
+                    str(code),
+                    f"a: {ok_a}",
+                    f"b: {frame.filter(pl.col('model') == 'model-b').height} unsent/failed",
+                    "-",
+                    f"a: {sent['model-a']}, b: {sent['model-b']}",
+                )
+            )
         print(table(faults))
 
 
