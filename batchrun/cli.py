@@ -183,7 +183,11 @@ def _finish(
         code = EXIT_REFUSED
     elif report.signal is not None:
         code = EXIT_SIGTERM if report.signal == signal.SIGTERM else EXIT_SIGINT
-    elif report.storage_error is not None or _over(failed, done, tolerance):
+    elif (
+        report.storage_error is not None
+        or report.budget_reached is not None
+        or _over(failed, done, tolerance)
+    ):
         code = EXIT_FAILURES
     manifest = record_manifest(prepared, report, code)
     if as_json:
@@ -218,6 +222,12 @@ def _finish(
         )
     elif report.storage_error is not None:
         click.echo(f"batchrun: error: {report.storage_error}", err=True)
+    elif report.budget_reached is not None:
+        click.echo(
+            f"batchrun: stopped sending: {report.budget_reached}; raise limits.budget_usd "
+            "and rerun to send the rest",
+            err=True,
+        )
     elif code == EXIT_FAILURES:
         click.echo(
             f"batchrun: {failed} requests failed; rerun with --retry-errors to send them again",
@@ -264,21 +274,44 @@ def _parse_shard(value: str | None) -> tuple[int, int] | None:
 
 
 def _print_plan(prepared: Prepared) -> None:
+    from batchrun.pricing import PER_TOKENS
+
     plan = prepared.plan
     job = prepared.loaded.job
     samples = job.samples
-    click.echo(f"job {job.name} ({prepared.loaded.path}) is valid")
+    click.echo(f"job {job.name} ({prepared.loaded.path}): job file, data and templates check out")
     click.echo(
         f"plan: {plan.rows} rows x {len(plan.models)} models x {samples} samples = "
         f"{plan.total} requests"
     )
+    per_model_input = plan.estimated_input_tokens() // max(len(plan.models), 1)
     click.echo(f"estimated input tokens: {plan.estimated_input_tokens():,}")
+    uncapped = [m.name for m in plan.models if not m.max_output_tokens]
     max_out = sum(m.max_output_tokens for m in plan.models) * plan.rows * samples
-    click.echo(
-        f"maximum output tokens: {max_out:,}"
-        if max_out
-        else "maximum output tokens: not capped (set params.max_tokens to cap it)"
-    )
+    if uncapped:
+        click.echo(
+            f"maximum output tokens: not capped for {', '.join(uncapped)} "
+            "(set params.max_tokens to cap it)"
+        )
+    else:
+        click.echo(f"maximum output tokens: {max_out:,}")
+    low = high = 0.0
+    unpriced = []
+    for spec, model in zip(job.models, plan.models, strict=True):
+        price = prepared.prices.price_of(spec)
+        if price is None:
+            unpriced.append(spec.name)
+            continue
+        low += per_model_input * price.input / PER_TOKENS
+        high += (
+            per_model_input * price.input
+            + model.max_output_tokens * plan.rows * samples * price.output
+        ) / PER_TOKENS
+    if len(unpriced) < len(job.models):
+        ceiling = "unbounded" if uncapped else f"${high:,.4f}"
+        click.echo(f"estimated cost: ${low:,.4f} (input only) to {ceiling} (every output at max)")
+    if unpriced:
+        click.echo(f"no price for: {', '.join(unpriced)} (add them under prices:)")
     click.echo(f"output: {prepared.output}")
 
 
@@ -289,8 +322,21 @@ def validate(job: str, debug: bool) -> None:
     """Check JOB without sending anything, then print its plan."""
     from batchrun.pipeline import prepare
 
-    prepared = _guard(debug, lambda: prepare(job))
+    prepared = _guard(debug, lambda: prepare(job, require_key=False))
     _print_plan(prepared)
+    if prepared.key_problem is not None:
+        raise Failure(prepared.key_problem, EXIT_USAGE)
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of job files, for editors to complete and check them."""
+    from batchrun.config import Job
+
+    document = Job.model_json_schema()
+    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    document["title"] = "batchrun job"
+    click.echo(json.dumps(document, indent=2))
 
 
 @main.command()

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import ipaddress
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -61,18 +63,40 @@ class HttpProvider(_Strict):
 
     base_url: Annotated[str, Field(min_length=1)]
     api_key_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+    api_key_file: Annotated[str, Field(min_length=1)] | None = None
     headers: dict[str, str] = {}
     allow_insecure_http: bool = False
 
     @field_validator("base_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
+        parsed = urllib.parse.urlsplit(value)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ValueError(
                 f"{value!r} is not an http(s) URL; write it with its scheme, "
                 "for example https://aihubmix.com/v1"
             )
+        try:
+            parsed.port  # noqa: B018  (raises on a malformed port)
+        except ValueError:
+            raise ValueError(f"{value!r} has a malformed port") from None
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _secure_transport(self) -> HttpProvider:
+        host = urllib.parse.urlsplit(self.base_url).hostname or ""
+        if (
+            self.base_url.startswith("http://")
+            and not _is_loopback(host)
+            and not self.allow_insecure_http
+        ):
+            raise ValueError(
+                f"plain http:// to {host} would send the key unencrypted; use https://, "
+                "or set provider.allow_insecure_http: true if you mean it"
+            )
+        if self.api_key_env and self.api_key_file:
+            raise ValueError("give api_key_env or api_key_file, not both")
+        return self
 
     @field_validator("headers")
     @classmethod
@@ -84,6 +108,15 @@ class HttpProvider(_Strict):
                     "name its environment variable in api_key_env instead"
                 )
         return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Turn(_Strict):
@@ -160,6 +193,7 @@ class Limits(_Strict):
     backoff_base_s: PositiveFloat = 0.5
     backoff_max_s: PositiveFloat = 30.0
     adaptive: bool = True
+    budget_usd: PositiveFloat | None = None
 
 
 class OutputSpec(_Strict):
@@ -197,6 +231,14 @@ Provider = Annotated[
 ]
 
 
+class Price(_Strict):
+    """What a model costs, in US dollars per million tokens."""
+
+    input: Annotated[float, Field(ge=0)]
+    output: Annotated[float, Field(ge=0)]
+    cached_input: Annotated[float, Field(ge=0)] | None = None
+
+
 class Job(_Strict):
     """A whole job file."""
 
@@ -209,6 +251,8 @@ class Job(_Strict):
     samples: Annotated[int, Field(ge=1, le=1000)] = 1
     limits: Limits = Limits()
     output: OutputSpec
+    prices: dict[str, Price] = {}
+    prices_file: str | None = None
 
     @field_validator("provider", mode="before")
     @classmethod
@@ -228,6 +272,7 @@ class Job(_Strict):
     @classmethod
     def _unique_models(cls, value: list[ModelSpec]) -> list[ModelSpec]:
         seen: dict[str, int] = {}
+        sent: dict[str, int] = {}
         for index, model in enumerate(value):
             if model.name in seen:
                 raise ValueError(
@@ -235,6 +280,13 @@ class Job(_Strict):
                     "give one of them a distinct 'alias'"
                 )
             seen[model.name] = index
+            same = f"{model.id}\x00{sorted(model.params.items())!r}"
+            if same in sent:
+                raise ValueError(
+                    f"models[{index}] sends exactly what models[{sent[same]}] sends "
+                    f"({model.id!r} with the same params); remove one"
+                )
+            sent[same] = index
         return value
 
     @property
@@ -251,6 +303,20 @@ class LoadedJob(BaseModel):
     job: Job
     path: Path
     sha256: str
+    lines: dict[str, int] = {}
+
+    def where(self, message: str) -> str:
+        """``message`` prefixed with ``file:line:`` of the field it starts with, if known."""
+        match = re.match(r"^([A-Za-z_]+(?:\.[A-Za-z_]+|\[\d+\])*)", message)
+        field = match.group(1) if match else ""
+        while field and field not in self.lines:
+            field = (
+                re.sub(r"(\.[A-Za-z_]+|\[\d+\])$", "", field)
+                if "." in field or "[" in field
+                else ""
+            )
+        line = self.lines.get(field)
+        return f"{self.path}:{line}: {message}" if line else f"{self.path}: {message}"
 
     @property
     def base_dir(self) -> Path:
@@ -288,7 +354,9 @@ def load_job(path: str | Path, environ: Mapping[str, str] | None = None) -> Load
         job = Job.model_validate(data)
     except ValidationError as exc:
         raise JobError(_describe(exc, path, node)) from None
-    return LoadedJob(job=job, path=path, sha256=hashlib.sha256(raw).hexdigest())
+    return LoadedJob(
+        job=job, path=path, sha256=hashlib.sha256(raw).hexdigest(), lines=_field_lines(node)
+    )
 
 
 def resolve_api_key(job: Job, environ: Mapping[str, str] | None = None) -> str | None:
@@ -296,6 +364,18 @@ def resolve_api_key(job: Job, environ: Mapping[str, str] | None = None) -> str |
     env = os.environ if environ is None else environ
     if isinstance(job.provider, MockProvider):
         return MOCK_API_KEY
+    if job.provider.api_key_file is not None:
+        path = Path(job.provider.api_key_file).expanduser()
+        try:
+            key = path.read_text().strip()
+        except OSError as exc:
+            raise JobError(
+                f"provider.api_key_file: cannot read {path} ({exc.strerror or exc}); "
+                "point it at a file holding only the key"
+            ) from None
+        if not key:
+            raise JobError(f"provider.api_key_file: {path} is empty; put the key in it")
+        return key
     name = job.provider.api_key_env
     if name is None:
         return None
@@ -341,7 +421,8 @@ def _interpolate(
 def _describe(exc: ValidationError, path: Path, root: yaml.Node | None) -> str:
     """Turn pydantic's first error into ``file:line: field: what to do``."""
     errors = exc.errors()
-    first = errors[0]
+    # A misspelt key also makes the right one "missing": name the misspelling first.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = _clean_loc(first["loc"])
     line = _line_of(root, loc)
     field = _dotted(loc) or "(top level)"
@@ -373,14 +454,22 @@ def _clean_loc(loc: Sequence[str | int]) -> tuple[str | int, ...]:
 def _model_at(loc: Sequence[str | int]) -> type[BaseModel] | None:
     """The pydantic model that sits at a location of the job, for key suggestions."""
     model: type[BaseModel] | None = Job
+    skip_key = False
     for part in loc:
         if isinstance(part, int) or model is None:
+            continue
+        if skip_key:  # a key of a mapping field such as prices: {model: ...}
+            skip_key = False
             continue
         field = model.model_fields.get(part)
         if field is None:
             return None
         model = _model_of(field.annotation, part)
+        skip_key = part in _MAPPING_FIELDS
     return model
+
+
+_MAPPING_FIELDS = frozenset({"prices"})
 
 
 def _model_of(annotation: Any, name: str) -> type[BaseModel] | None:
@@ -393,6 +482,7 @@ def _model_of(annotation: Any, name: str) -> type[BaseModel] | None:
         "output": OutputSpec,
         "mock": MockSettings,
         "messages": Turn,
+        "prices": Price,
     }
     if name in by_name:
         return by_name[name]
@@ -424,6 +514,27 @@ def _line_of(root: yaml.Node | None, loc: Sequence[str | int]) -> int:
             break
         node = child
     return line
+
+
+def _field_lines(root: yaml.Node | None) -> dict[str, int]:
+    """The 1-based line of every key in the document, by dotted path."""
+    lines: dict[str, int] = {}
+
+    def walk(node: yaml.Node, loc: tuple[str | int, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                here = (*loc, str(key_node.value))
+                lines[_dotted(here)] = key_node.start_mark.line + 1
+                walk(value_node, here)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, child in enumerate(node.value):
+                here = (*loc, index)
+                lines[_dotted(here)] = child.start_mark.line + 1
+                walk(child, here)
+
+    if root is not None:
+        walk(root, ())
+    return lines
 
 
 def _dotted(loc: Sequence[str | int]) -> str:

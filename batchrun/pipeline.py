@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import shutil
 import signal
 import tempfile
@@ -35,6 +36,7 @@ from batchrun.limits import Limiter, ScopeLimits
 from batchrun.lock import RunLock
 from batchrun.manifest import describe_run, write_manifest
 from batchrun.plan import Plan, Request, build_plan
+from batchrun.pricing import PriceTable, cost_usd, load_prices
 from batchrun.progress import Progress
 from batchrun.runner import RetryPolicy, Runner, RunOutcome
 from batchrun.store import (
@@ -68,6 +70,8 @@ class Prepared:
     output: Path
     api_key: str | None
     base_url: str | None
+    prices: PriceTable
+    key_problem: str | None = None
 
 
 @dataclass
@@ -85,6 +89,8 @@ class RunReport:
     paces: dict[str, float | None] = field(default_factory=dict)
     signal: int | None = None
     storage_error: str | None = None
+    budget_reached: str | None = None
+    spent_usd: float = 0.0
 
 
 def resolve_output(
@@ -112,35 +118,59 @@ def resolve_output(
     )
 
 
-def prepare(job_path: str | Path, shard: tuple[int, int] | None = None) -> Prepared:
-    """Check the whole job without sending anything; ``JobError`` on the first mistake."""
+def prepare(
+    job_path: str | Path,
+    shard: tuple[int, int] | None = None,
+    *,
+    require_key: bool = True,
+) -> Prepared:
+    """Check the whole job without sending anything; ``JobError`` on the first mistake.
+
+    With ``require_key=False`` a missing key is kept in ``key_problem``
+    instead, so ``validate`` can still show the plan.
+    """
     loaded = load_job(job_path)
     job = loaded.job
-    where = f"{loaded.path}"
     try:
         frame = read_dataset(job.input)
         template = compile_prompt(job.prompt)
         plan = build_plan(job, frame, template)
     except JobError as exc:
-        raise JobError(f"{where}: {exc}") from None
+        raise JobError(loaded.where(str(exc))) from None
     output = resolve_output(job.output.path, job.name, shard=shard)
-    _check_writable(output, where)
+    _check_writable(output, loaded)
+    key_problem: str | None = None
+    base_url: str | None = None
+    api_key: str | None = None
     if isinstance(job.provider, HttpProvider):
+        base_url = job.provider.base_url
         try:
             api_key = resolve_api_key(job)
         except JobError as exc:
-            raise JobError(f"{where}: {exc}") from None
-        base_url: str | None = job.provider.base_url
+            if require_key:
+                raise JobError(loaded.where(str(exc))) from None
+            key_problem = loaded.where(str(exc))
     else:
         api_key = resolve_api_key(job)
-        base_url = None
-    return Prepared(loaded=loaded, plan=plan, output=output, api_key=api_key, base_url=base_url)
+    try:
+        prices = load_prices(job)
+    except JobError as exc:
+        raise JobError(loaded.where(str(exc))) from None
+    return Prepared(
+        loaded=loaded,
+        plan=plan,
+        output=output,
+        api_key=api_key,
+        base_url=base_url,
+        prices=prices,
+        key_problem=key_problem,
+    )
 
 
 MIN_FREE_BYTES = 50 * 1024**2
 
 
-def _check_writable(output: Path, where: str) -> None:
+def _check_writable(output: Path, loaded: LoadedJob) -> None:
     folder = output.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -149,13 +179,17 @@ def _check_writable(output: Path, where: str) -> None:
         free = shutil.disk_usage(folder).free
     except OSError as exc:
         raise JobError(
-            f"{where}: output.path: cannot write to the folder {folder} "
-            f"({exc.strerror or exc}); choose a writable folder"
+            loaded.where(
+                f"output.path: cannot write to the folder {folder} "
+                f"({exc.strerror or exc}); choose a writable folder"
+            )
         ) from None
     if free < MIN_FREE_BYTES:
         raise JobError(
-            f"{where}: output.path: only {free // 1024**2} MB free in {folder}; "
-            f"make at least {MIN_FREE_BYTES // 1024**2} MB of room first"
+            loaded.where(
+                f"output.path: only {free // 1024**2} MB free in {folder}; "
+                f"make at least {MIN_FREE_BYTES // 1024**2} MB of room first"
+            )
         )
 
 
@@ -219,10 +253,29 @@ async def _execute_locked(
     )
     storage_errors: list[str] = []
     signals: list[signal.Signals] = []
+    unpriced = prepared.prices.unpriced(job.models)
+    if unpriced:
+        notify(f"warning: no price for {', '.join(unpriced)}: their cost_usd stays empty")
+    price_of = {m.name: prepared.prices.price_of(m) for m in job.models}
+    budget = job.limits.budget_usd
+    spent = [0.0]
+    budget_hit: list[str] = []
     progress = make_progress(pending)
     runner: Runner | None = None
 
     def record(result: Result) -> None:
+        price = price_of.get(result.model)
+        if price is not None and result.status == "ok":
+            cost = cost_usd(
+                price, result.prompt_tokens, result.completion_tokens, result.cached_tokens
+            )
+            if cost is not None:
+                result = dataclasses.replace(result, cost_usd=cost)
+                spent[0] += cost
+                if budget is not None and spent[0] >= budget and not budget_hit:
+                    budget_hit.append(f"the budget of ${budget:g} was reached (${spent[0]:.4f})")
+                    if runner is not None:
+                        runner.stop()
         progress.update(result)
         try:
             sink.add(result)
@@ -281,6 +334,8 @@ async def _execute_locked(
         paces={name: scope.pace_per_minute for name, scope in limiter.models.items()},
         signal=signals[0] if signals else None,
         storage_error=storage_errors[0] if storage_errors else None,
+        budget_reached=budget_hit[0] if budget_hit else None,
+        spent_usd=spent[0],
     )
 
 

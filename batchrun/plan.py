@@ -19,6 +19,7 @@ import polars as pl
 
 from batchrun.config import Job, ModelSpec
 from batchrun.dataset import PROMPT_ID
+from batchrun.errors import JobError
 from batchrun.templates import PromptTemplate
 
 PROMPT_COLUMN = "prompt"
@@ -157,6 +158,12 @@ def build_plan(job: Job, frame: pl.DataFrame, template: PromptTemplate) -> Plan:
     """Render every row of ``frame`` and pair it with every model of the job."""
     template.check_columns((c for c in frame.columns if c != PROMPT_ID), "the input")
     used = sorted(template.variables)
+    for column in used:
+        if frame.get_column(column).null_count() == frame.height:
+            raise JobError(
+                f"prompt: the template uses {{{{ {column} }}}} but column {column!r} is empty "
+                "in every row; fill it or change the template"
+            )
     messages_json: list[str] = []
     prompts: list[str] = []
     ids = frame.get_column(PROMPT_ID).to_list()

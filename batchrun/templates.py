@@ -33,7 +33,7 @@ def _environment() -> SandboxedEnvironment:
 @dataclass(frozen=True, slots=True)
 class _Turn:
     role: str
-    source: str
+    where: str
     template: jinja2.Template
     variables: frozenset[str]
 
@@ -55,11 +55,11 @@ class PromptTemplate:
     def check_columns(self, columns: Iterable[str], source: str) -> None:
         """Raise ``JobError`` if a template uses a column the dataset lacks."""
         available = set(columns)
-        for index, turn in enumerate(self._turns):
+        for turn in self._turns:
             missing = sorted(turn.variables - available)
             if missing:
                 raise JobError(
-                    f"prompt ({turn.role} turn {index + 1}): the template uses "
+                    f"{turn.where}: the template uses "
                     f"{{{{ {missing[0]} }}}} but {source} has no column {missing[0]!r} "
                     f"(columns: {', '.join(sorted(available))})"
                 )
@@ -71,15 +71,15 @@ class PromptTemplate:
             try:
                 content = turn.template.render(row)
             except jinja2.exceptions.SecurityError as exc:
-                raise JobError(f"prompt ({turn.role}): refused by the sandbox: {exc}") from None
+                raise JobError(f"{turn.where}: refused by the sandbox: {exc}") from None
             except jinja2.exceptions.UndefinedError as exc:
                 raise JobError(
-                    f"prompt ({turn.role}): row {prompt_id!r}: {exc.message}; "
+                    f"{turn.where}: row {prompt_id!r}: {exc.message}; "
                     "check the template against the input columns"
                 ) from None
             except Exception as exc:
                 raise JobError(
-                    f"prompt ({turn.role}): row {prompt_id!r} cannot be rendered: {exc}"
+                    f"{turn.where}: row {prompt_id!r} cannot be rendered: {exc}"
                 ) from None
             messages.append({"role": turn.role, "content": content})
         return messages
@@ -99,7 +99,7 @@ def compile_prompt(spec: PromptSpec) -> PromptTemplate:
             ) from None
         _refuse_internals(tree, where)
         variables = frozenset(meta.find_undeclared_variables(tree))
-        turns.append(_Turn(turn.role, turn.content, env.from_string(tree), variables))
+        turns.append(_Turn(turn.role, where, env.from_string(tree), variables))
     return PromptTemplate(turns)
 
 

@@ -199,7 +199,7 @@ class Gateway:
         if not isinstance(model, str) or not model:
             return FAULTS["S09"](ctx)
         self.stats.by_model[model] += 1
-        ctx = FaultContext(request_id=request_id, model=model)
+        ctx = FaultContext(request_id=request_id, model=model, authorization=auth)
         if self.settings.models is not None and model not in self.settings.models:
             return FAULTS["S09"](ctx)
         limited = self._rate_limit(model, ctx)

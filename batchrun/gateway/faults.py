@@ -21,6 +21,7 @@ class FaultContext:
 
     request_id: str
     model: str
+    authorization: str = ""
 
 
 FaultBuilder = Callable[[FaultContext], web.Response]
@@ -97,6 +98,9 @@ def _sse_error(ctx: FaultContext) -> web.Response:
 FAULTS: dict[str, FaultBuilder] = {
     # S07: the key is refused.
     "S07": lambda c: _error(401, "Invalid token", c, code=""),
+    # Some gateways echo what they were sent: the whole key, or the header.
+    "S07c": lambda c: _error(401, f"invalid token {c.authorization.removeprefix('Bearer ')}", c),
+    "S07d": lambda c: _error(401, f"bad header Authorization: {c.authorization}", c),
     "S07b": lambda c: _error(
         401, "[sk-abc***xyz] 该令牌额度已用尽 !token.UnlimitedQuota && token.RemainQuota = -12", c
     ),

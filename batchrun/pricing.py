@@ -1,0 +1,77 @@
+"""Cost: a price table per model, a cost per row, and a job's cost range.
+
+``PriceTable`` promises a cost in US dollars for a row whose model has a
+price and whose usage is known, and ``None`` otherwise, never a silent 0.
+Prices come from the job's ``prices`` and an optional ``prices_file``
+(YAML or JSON, the same shape); the job's own entries win.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from batchrun.config import Job, ModelSpec, Price
+from batchrun.errors import JobError
+
+PER_TOKENS = 1_000_000
+_PRICES = TypeAdapter(dict[str, Price])
+
+
+class PriceTable:
+    """Prices per model name (alias) or model id."""
+
+    def __init__(self, prices: dict[str, Price]) -> None:
+        self._prices = prices
+
+    def price_of(self, model: ModelSpec) -> Price | None:
+        """The price of a model, by its alias first, then its id."""
+        return self._prices.get(model.name) or self._prices.get(model.id)
+
+    def unpriced(self, models: list[ModelSpec]) -> list[str]:
+        """Names of the models without a price."""
+        return [m.name for m in models if self.price_of(m) is None]
+
+
+def cost_usd(
+    price: Price | None,
+    prompt_tokens: int | None,
+    completion_tokens: int | None,
+    cached_tokens: int | None = None,
+) -> float | None:
+    """Dollars for one answer; None when the price or the usage is unknown."""
+    if price is None or prompt_tokens is None or completion_tokens is None:
+        return None
+    cached = min(cached_tokens or 0, prompt_tokens)
+    cached_rate = price.cached_input if price.cached_input is not None else price.input
+    dollars = (
+        (prompt_tokens - cached) * price.input
+        + cached * cached_rate
+        + completion_tokens * price.output
+    )
+    return dollars / PER_TOKENS
+
+
+def load_prices(job: Job, base_dir: Path | None = None) -> PriceTable:
+    """The job's price table, from ``prices_file`` overlaid with ``prices``."""
+    table: dict[str, Price] = {}
+    if job.prices_file:
+        path = Path(job.prices_file)
+        if not path.is_absolute():
+            path = (base_dir or Path.cwd()) / path
+        try:
+            data = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise JobError(f"prices_file: cannot read {path} ({exc.strerror or exc})") from None
+        except yaml.YAMLError as exc:
+            raise JobError(f"prices_file: {path} is not valid YAML or JSON ({exc})") from None
+        try:
+            table.update(_PRICES.validate_python(data or {}))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise JobError(f"prices_file: {path}: {where}: {first['msg']}") from None
+    table.update(job.prices)
+    return PriceTable(table)
