@@ -13,6 +13,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
@@ -26,6 +27,7 @@ from batchrun.errors import (
     EXIT_SIGTERM,
     EXIT_USAGE,
     BatchrunError,
+    JobError,
 )
 
 if TYPE_CHECKING:
@@ -165,9 +167,9 @@ def _finish(
     prepared: Prepared, report: RunReport, tolerance: tuple[float, bool], *, as_json: bool
 ) -> NoReturn:
     from batchrun.pipeline import record_manifest
-    from batchrun.summary import format_table, summarize
+    from batchrun.summary import format_table
 
-    rows = summarize(report.this_run)
+    rows = report.models_summary
     seconds = max(report.outcome.finished - report.outcome.started, 1e-9)
     for row in rows:
         state = report.outcome.models.get(row["model"])
@@ -175,8 +177,8 @@ def _finish(
         row["rate_limited"] = state.rate_limited if state else 0
         row["stopped"] = state.stopped_reason if state else None
         row["pace_per_min"] = report.paces.get(row["model"])
-    failed = int(report.this_run.filter(report.this_run["status"] != "ok").height)
-    done = report.this_run.height
+    done = sum(report.by_status.values())
+    failed = done - report.by_status.get("ok", 0)
     fatal = report.outcome.fatal
     code = EXIT_OK
     if fatal is not None:
@@ -211,7 +213,7 @@ def _finish(
                 click.echo(f"model {row['model']} was stopped: {row['stopped']}", err=True)
         click.echo(
             f"{done} requests this run ({failed} failed), {report.skipped} already done; "
-            f"results in {report.output} ({report.results.height} rows)",
+            f"results in {report.output} ({report.total_rows} rows)",
             err=True,
         )
     if fatal is not None:
@@ -329,6 +331,66 @@ def validate(job: str, debug: bool) -> None:
 
 
 @main.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "markdown", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "--wide",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the side-by-side table (one row per prompt) to a .parquet or .csv file.",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+def compare(results: tuple[Path, ...], fmt: str, wide: Path | None, debug: bool) -> None:
+    """Compare the models in RESULTS, and each run with the one before.
+
+    Give one results file to compare its models (ok rate, errors, latency,
+    tokens, cost, scores with 95% intervals, pairwise tests). Give several
+    runs of one job, oldest first, to also see what changed from run to run.
+    """
+    from batchrun import compare as comparing
+
+    def go() -> str:
+        snapshots = comparing.load_snapshots(list(results))
+        comparison = comparing.compare(snapshots)
+        if wide is not None:
+            table = comparing.side_by_side(comparison.latest.frame)
+            if wide.suffix == ".csv":
+                table.write_csv(wide)
+            else:
+                table.write_parquet(wide)
+        return comparing.render(comparison, fmt)
+
+    click.echo(_guard(debug, go), nl=False)
+
+
+@main.command()
+@click.argument("job", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("results", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+def score(job: str, results: Path | None, debug: bool) -> None:
+    """Score RESULTS (default: the job's output) with the scores JOB declares."""
+    from batchrun.config import load_job
+    from batchrun.pipeline import resolve_output
+    from batchrun.scoring import score_file
+
+    def go() -> tuple[Path, int, str]:
+        loaded = load_job(job)
+        target = results or resolve_output(loaded.job.output.path, loaded.job.name)
+        if not target.exists():
+            raise JobError(f"{target}: no such results file")
+        names = ", ".join(s.name for s in loaded.job.scores if s.grader != "judge")
+        return target, score_file(target, loaded.job.scores), names
+
+    target, count, names = _guard(debug, go)
+    click.echo(f"scored {count} rows of {target} ({names or 'no scores declared'})")
+
+
+@main.command()
 def schema() -> None:
     """Print the JSON Schema of job files, for editors to complete and check them."""
     from batchrun.config import Job
@@ -361,8 +423,10 @@ def gateway(host: str, port: int, latency_ms: float, models: tuple[str, ...]) ->
             click.echo(f"batchrun gateway listening on {url} (Ctrl-C to stop)", err=True)
             await asyncio.Event().wait()
 
+    from batchrun.pipeline import run_async
+
     try:
-        asyncio.run(forever())
+        run_async(forever())
     except KeyboardInterrupt:
         sys.exit(EXIT_OK)
     except OSError as exc:

@@ -15,10 +15,15 @@ import email.utils
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import aiohttp
+import yarl
+
+try:
+    from orjson import loads as _loads
+except ImportError:  # orjson is optional: the standard parser gives the same objects
+    from json import loads as _loads  # type: ignore[assignment]
 
 from batchrun import __version__
 from batchrun.errors import (
@@ -43,8 +48,7 @@ _QUOTA_CODES = {"insufficient_user_quota", "pre_consume_token_quota_failed"}
 _NON_RETRYABLE_5XX_CODES = {"invalid_request", "invalid_text_request"}
 
 
-@dataclass(frozen=True, slots=True)
-class Completion:
+class Completion(NamedTuple):
     """A successful answer, reduced to what the results record."""
 
     text: str | None
@@ -82,7 +86,7 @@ class GatewayClient:
         extra_headers: Mapping[str, str] | None = None,
         max_connections: int = 100,
     ) -> None:
-        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._url = yarl.URL(base_url.rstrip("/") + "/chat/completions")
         self._secrets = [api_key] if api_key else []
         headers = {
             "Content-Type": "application/json",
@@ -275,7 +279,7 @@ def _json_or_none(body: bytes) -> Any:
     if not body:
         return None
     try:
-        return json.loads(body)
+        return _loads(body)
     except ValueError:
         return None
 

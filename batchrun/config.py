@@ -231,6 +231,42 @@ Provider = Annotated[
 ]
 
 
+class ScoreSpec(_Strict):
+    """One score computed from every response: a grader against an expected value."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
+    grader: Literal["exact", "contains", "regex", "json_valid", "json_schema", "numeric", "judge"]
+    expected_column: str | None = None
+    expected: str | float | int | None = None
+    pattern: str | None = None
+    json_schema: dict[str, Any] | None = None
+    tolerance: Annotated[float, Field(ge=0)] = 1e-9
+    rel_tolerance: Annotated[float, Field(ge=0)] = 0.0
+    case_sensitive: bool = False
+    model: str | None = None
+    rubric: str | None = None
+    scale: tuple[float, float] = (1.0, 10.0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> ScoreSpec:
+        needs_expected = {"exact", "contains", "numeric"}
+        has_expected = self.expected_column is not None or self.expected is not None
+        if self.grader in needs_expected and not has_expected:
+            raise ValueError(
+                f"the {self.grader} grader needs expected_column (a column of the input) "
+                "or expected (a literal)"
+            )
+        if self.grader == "regex" and self.pattern is None and self.expected_column is None:
+            raise ValueError("the regex grader needs pattern or expected_column")
+        if self.grader == "json_schema" and self.json_schema is None and not has_expected:
+            raise ValueError("the json_schema grader needs json_schema or expected_column")
+        if self.grader == "judge" and (self.model is None or self.rubric is None):
+            raise ValueError("the judge grader needs model (the judge's id) and rubric")
+        if self.scale[0] >= self.scale[1]:
+            raise ValueError("scale should be [low, high] with low < high")
+        return self
+
+
 class Price(_Strict):
     """What a model costs, in US dollars per million tokens."""
 
@@ -253,6 +289,16 @@ class Job(_Strict):
     output: OutputSpec
     prices: dict[str, Price] = {}
     prices_file: str | None = None
+    scores: list[ScoreSpec] = []
+
+    @field_validator("scores")
+    @classmethod
+    def _unique_scores(cls, value: list[ScoreSpec]) -> list[ScoreSpec]:
+        names = [score.name for score in value]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise ValueError(f"scores[{index}] repeats the name {name!r}")
+        return value
 
     @field_validator("provider", mode="before")
     @classmethod
@@ -483,6 +529,7 @@ def _model_of(annotation: Any, name: str) -> type[BaseModel] | None:
         "mock": MockSettings,
         "messages": Turn,
         "prices": Price,
+        "scores": ScoreSpec,
     }
     if name in by_name:
         return by_name[name]

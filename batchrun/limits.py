@@ -9,8 +9,8 @@ Three mechanisms, composed per scope (the key, and each model under it):
 * ``Window``: a concurrency limit that can move. It starts at one request
   (a probe: a bad key or a model without a channel costs one request, not a
   burst). On the first success it opens to its cap, or, when the limits are
-  adaptive, to a slow start that doubles every round trip until the cap or
-  the first 429. It halves on a 429 and grows back by one per window of
+  adaptive and round trips short, to a slow start that doubles every round
+  trip until the cap or the first 429. It halves on a 429 and grows back by one per window of
   successes (AIMD), and shrinks a little when latency climbs well above its
   baseline.
 * ``AdaptiveRate``: when no rate is declared, the rate a gateway really
@@ -31,7 +31,8 @@ import collections
 import contextlib
 import math
 import re
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 Clock = Callable[[], float]
@@ -47,8 +48,12 @@ _GROWTH_PER_S = 0.02
 _HOLD_S = 1.0
 _MIN_HOLD_S = 0.05
 _MEASURE_S = 1.0
-# Window: where an adaptive window starts after its probe (slow start).
+# Window: where an adaptive window starts after its probe (slow start), and the
+# longest a slow start may be expected to take before the window opens at once.
 _SLOW_START = 4
+_SLOW_START_BUDGET_S = 1.0
+# The key's window starts with one probe per model, at most this many.
+_KEY_PROBES = 3
 # Window: a latency this many times its baseline shrinks the window.
 _LATENCY_FACTOR = 3.0
 
@@ -119,11 +124,20 @@ class Window:
                 self.in_use += 1
                 future.set_result(None)
 
-    def open(self) -> None:
-        """The probe succeeded: open to the cap, or to a slow start that doubles each round."""
+    def open(self, latency_s: float) -> None:
+        """The probe succeeded: open to the cap, or to a slow start that doubles each round.
+
+        A slow start costs about log2(cap / 4) round trips; when that is more than
+        a second the window opens at once (a 429 then costs less than the wait).
+        """
         if not self.opened:
             self.opened = True
-            self.limit = float(min(self.cap, _SLOW_START) if self.slow_start else self.cap)
+            rounds = math.log2(max(self.cap / _SLOW_START, 1.0))
+            if self.slow_start and rounds * latency_s <= _SLOW_START_BUDGET_S:
+                self.limit = float(min(self.cap, _SLOW_START))
+            else:
+                self.slow_start = False
+                self.limit = float(self.cap)
             self._wake()
 
     def grow(self) -> None:
@@ -232,9 +246,11 @@ class ScopeLimits:
 class Scope:
     """Everything that limits one scope: a window, declared pacers, a learned pace, pauses."""
 
-    def __init__(self, name: str, limits: ScopeLimits, clock: Clock) -> None:
+    def __init__(self, name: str, limits: ScopeLimits, clock: Clock, initial: int = 1) -> None:
         self.name = name
-        self.window = Window(limits.concurrency, slow_start=limits.adaptive and not limits.rpm)
+        self.window = Window(
+            limits.concurrency, initial=initial, slow_start=limits.adaptive and not limits.rpm
+        )
         self.rpm = Pacer(limits.rpm, clock) if limits.rpm else None
         self.tpm = Pacer(limits.tpm, clock) if limits.tpm else None
         self.adaptive = AdaptiveRate(clock) if limits.rpm is None and limits.adaptive else None
@@ -262,7 +278,7 @@ class Scope:
         if self.adaptive is not None:
             self.adaptive.on_success(latency_s)
         if not self.window.opened:
-            self.window.open()
+            self.window.open(latency_s)
         else:
             self.window.grow()
         self._watch_latency(latency_s)
@@ -304,9 +320,11 @@ class Scope:
 
 
 class Permit:
-    """One request's hold on its scopes; report how it went."""
+    """One request's hold on its scopes; report how it went, then release it."""
 
-    def __init__(self, scopes: tuple[Scope, ...], estimated_tokens: float) -> None:
+    __slots__ = ("_estimated", "_scopes")
+
+    def __init__(self, scopes: tuple[Scope, Scope], estimated_tokens: float) -> None:
         self._scopes = scopes
         self._estimated = estimated_tokens
 
@@ -328,6 +346,12 @@ class Permit:
         for scope in self._scopes:
             scope.limited(retry_after)
 
+    def release(self) -> None:
+        """Give the places in both windows back."""
+        key, model = self._scopes
+        key.window.release()
+        model.window.release()
+
 
 class Limiter:
     """The limits of a run: one key scope, one scope per model."""
@@ -336,34 +360,50 @@ class Limiter:
         self,
         key: ScopeLimits,
         models: dict[str, ScopeLimits],
-        clock: Clock | None = None,
-        sleep: Callable[[float], object] | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._clock = clock or (lambda: asyncio.get_running_loop().time())
-        self.key = Scope("key", key, self._clock)
-        self.models = {name: Scope(name, lim, self._clock) for name, lim in models.items()}
-        self._sleep = sleep or asyncio.sleep
+        self._clock = clock
+        self.key = Scope("key", key, clock, initial=min(len(models), _KEY_PROBES))
+        self.models = {name: Scope(name, lim, clock) for name, lim in models.items()}
+        self._sleep = sleep
 
-    @contextlib.asynccontextmanager
-    async def slot(self, model: str, estimated_tokens: float) -> AsyncIterator[Permit]:
-        """Hold a place for one request of ``model``: windows, pauses and pace."""
+    async def acquire(self, model: str, estimated_tokens: float) -> Permit:
+        """Wait for a place for one request of ``model``: windows, pauses and pace.
+
+        The model's pace is waited for before a key-wide place is taken, so one
+        slow model never holds places the others could use. Call
+        ``Permit.release`` when the request is done.
+        """
         scope = self.models[model]
         await scope.window.acquire()
         try:
             await self._wait(scope, estimated_tokens)
             await self.key.window.acquire()
-            try:
-                await self._wait(self.key, estimated_tokens)
-                yield Permit((self.key, scope), estimated_tokens)
-            finally:
-                self.key.window.release()
-        finally:
+        except BaseException:
             scope.window.release()
+            raise
+        try:
+            await self._wait(self.key, estimated_tokens)
+        except BaseException:
+            self.key.window.release()
+            scope.window.release()
+            raise
+        return Permit((self.key, scope), estimated_tokens)
+
+    @contextlib.asynccontextmanager
+    async def slot(self, model: str, estimated_tokens: float) -> AsyncIterator[Permit]:
+        """``acquire`` and ``release`` around a block."""
+        permit = await self.acquire(model, estimated_tokens)
+        try:
+            yield permit
+        finally:
+            permit.release()
 
     async def _wait(self, scope: Scope, tokens: float) -> None:
         delay = scope.reserve(tokens)
         while delay > 0:
-            await self._sleep(delay)  # type: ignore[misc]
+            await self._sleep(delay)
             # A Retry-After that arrived while asleep moves the pause further.
             delay = max(0.0, scope.paused_until - self._clock())
 

@@ -14,8 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 from batchrun import __version__
 
 HISTORY = 100
@@ -35,24 +33,15 @@ def describe_run(
     output: Path,
     started: float,
     finished: float,
-    this_run: pl.DataFrame,
+    models: list[dict[str, Any]],
+    by_status: dict[str, int],
     total_rows: int,
     exit_code: int,
     stopped: str | None,
 ) -> dict[str, Any]:
-    """The manifest entry for one run."""
-    by_status = dict(this_run.group_by("status").len().iter_rows()) if this_run.height else {}
-    by_model: dict[str, dict[str, Any]] = {}
-    if this_run.height:
-        grouped = this_run.group_by("model").agg(
-            pl.len().alias("requests"),
-            (pl.col("status") == "ok").sum().alias("ok"),
-            (pl.col("status") != "ok").sum().alias("failed"),
-            pl.col("prompt_tokens").sum().alias("prompt_tokens"),
-            pl.col("completion_tokens").sum().alias("completion_tokens"),
-            pl.col("cost_usd").sum().alias("cost_usd"),
-        )
-        by_model = {row.pop("model"): row for row in grouped.to_dicts()}
+    """The manifest entry for one run, from its per-model summary."""
+    keep = ("requests", "ok", "failed", "prompt_tokens", "completion_tokens", "cost_usd")
+    by_model = {row["model"]: {k: row.get(k) for k in keep} for row in models}
     return {
         "run_id": run_id,
         "job": job_name,
@@ -62,12 +51,12 @@ def describe_run(
         "output": str(output),
         "started_at": _iso(started),
         "finished_at": _iso(finished),
-        "requests": this_run.height,
+        "requests": sum(by_status.values()),
         "by_status": by_status,
         "by_model": by_model,
-        "prompt_tokens": _sum(this_run, "prompt_tokens"),
-        "completion_tokens": _sum(this_run, "completion_tokens"),
-        "cost_usd": _sum(this_run, "cost_usd"),
+        "prompt_tokens": _total(models, "prompt_tokens"),
+        "completion_tokens": _total(models, "completion_tokens"),
+        "cost_usd": _total(models, "cost_usd"),
         "rows_in_output": total_rows,
         "stopped": stopped,
         "exit_code": exit_code,
@@ -109,8 +98,6 @@ def _iso(stamp: float) -> str:
     return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _sum(frame: pl.DataFrame, column: str) -> float | int | None:
-    if frame.height == 0 or frame[column].null_count() == frame.height:
-        return None
-    value = frame[column].sum()
-    return value if isinstance(value, int | float) else None
+def _total(models: list[dict[str, Any]], key: str) -> float | int | None:
+    values = [row[key] for row in models if row.get(key) is not None]
+    return sum(values) if values else None

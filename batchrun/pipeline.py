@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import shutil
 import signal
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import polars as pl
 
@@ -39,6 +39,7 @@ from batchrun.plan import Plan, Request, build_plan
 from batchrun.pricing import PriceTable, cost_usd, load_prices
 from batchrun.progress import Progress
 from batchrun.runner import RetryPolicy, Runner, RunOutcome
+from batchrun.scoring import check_expected_columns, score_file
 from batchrun.store import (
     Result,
     ResultSink,
@@ -46,9 +47,12 @@ from batchrun.store import (
     done_keys,
     new_run_id,
     part_files,
-    read_existing,
+    scan_run,
 )
+from batchrun.summary import count_statuses, summarize
 from batchrun.templates import compile_prompt
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -80,12 +84,13 @@ class RunReport:
 
     run_id: str
     output: Path
-    results: pl.DataFrame
+    total_rows: int
     outcome: RunOutcome
     planned: int
     skipped: int
     sent_requests: int
-    this_run: pl.DataFrame = field(default_factory=pl.DataFrame)
+    models_summary: list[dict[str, Any]] = field(default_factory=list)
+    by_status: dict[str, int] = field(default_factory=dict)
     paces: dict[str, float | None] = field(default_factory=dict)
     signal: int | None = None
     storage_error: str | None = None
@@ -135,6 +140,7 @@ def prepare(
         frame = read_dataset(job.input)
         template = compile_prompt(job.prompt)
         plan = build_plan(job, frame, template)
+        check_expected_columns(job.scores, frame.columns)
     except JobError as exc:
         raise JobError(loaded.where(str(exc))) from None
     output = resolve_output(job.output.path, job.name, shard=shard)
@@ -270,7 +276,7 @@ async def _execute_locked(
                 price, result.prompt_tokens, result.completion_tokens, result.cached_tokens
             )
             if cost is not None:
-                result = dataclasses.replace(result, cost_usd=cost)
+                result = result._replace(cost_usd=cost)
                 spent[0] += cost
                 if budget is not None and spent[0] >= budget and not budget_hit:
                     budget_hit.append(f"the budget of ${budget:g} was reached (${spent[0]:.4f})")
@@ -317,20 +323,24 @@ async def _execute_locked(
         except OSError as exc:
             storage_errors.append(_storage_message(exc, output))
         try:
-            results = compact(output, plan.prompts)
+            total_rows = compact(output, plan.prompts)
+            score_file(output, job.scores)
         except OSError as exc:
             storage_errors.append(_storage_message(exc, output))
-            results = read_existing(output)
-    this_run = results.filter(pl.col("run_id") == run_id)
+            total_rows = -1
+    this_run = scan_run(output, run_id)
+    models_summary = summarize(this_run)
+    by_status = count_statuses(this_run)
     return RunReport(
         run_id=run_id,
         output=output,
-        results=results,
+        total_rows=total_rows,
         outcome=outcome,
         planned=plan.total,
         skipped=plan.total - pending,
         sent_requests=sum(state.sent for state in outcome.models.values()),
-        this_run=this_run,
+        models_summary=models_summary,
+        by_status=by_status,
         paces={name: scope.pace_per_minute for name, scope in limiter.models.items()},
         signal=signals[0] if signals else None,
         storage_error=storage_errors[0] if storage_errors else None,
@@ -431,8 +441,9 @@ def record_manifest(prepared: Prepared, report: RunReport, exit_code: int) -> Pa
         output=report.output,
         started=report.outcome.started,
         finished=report.outcome.finished,
-        this_run=report.this_run,
-        total_rows=report.results.height,
+        models=report.models_summary,
+        by_status=report.by_status,
+        total_rows=report.total_rows,
         exit_code=exit_code,
         stopped=stopped,
     )
@@ -440,12 +451,17 @@ def record_manifest(prepared: Prepared, report: RunReport, exit_code: int) -> Pa
 
 
 def build_limiter(job: Job) -> Limiter:
-    """The run's limits: the key's, and each model's under it (capped by the key's)."""
+    """The run's limits: the key's, and each model's under it.
+
+    The key's concurrency is shared: each model gets an equal share unless its
+    own ``concurrency`` says otherwise (never more than the key's).
+    """
     limits = job.limits
     key = ScopeLimits(limits.concurrency, limits.rpm, limits.tpm, adaptive=False)
+    share = max(1, -(-limits.concurrency // len(job.models)))  # an equal share, rounded up
     models = {
         model.name: ScopeLimits(
-            min(model.concurrency or limits.concurrency, limits.concurrency),
+            min(model.concurrency or share, limits.concurrency),
             model.rpm,
             model.tpm,
             adaptive=limits.adaptive and limits.rpm is None,
@@ -484,5 +500,17 @@ def run_job(
     make_progress: Callable[[int], Progress],
     notify: Callable[[str], None],
 ) -> RunReport:
-    """Run ``execute`` in a fresh event loop (the one ``asyncio.run`` of the process)."""
-    return asyncio.run(execute(prepared, options, make_progress, notify))
+    """Run ``execute`` in the one event loop of the process (uvloop where installed)."""
+    return run_async(execute(prepared, options, make_progress, notify))
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to completion in a new event loop, uvloop's where installed."""
+    try:
+        import uvloop
+    except ImportError:
+        factory = None
+    else:
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coroutine)

@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Container, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import polars as pl
 
@@ -41,8 +41,7 @@ class PlannedModel:
     body_tail: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(NamedTuple):
     """One request to send. ``body`` is the exact JSON that goes on the wire."""
 
     key: str
@@ -164,16 +163,26 @@ def build_plan(job: Job, frame: pl.DataFrame, template: PromptTemplate) -> Plan:
                 f"prompt: the template uses {{{{ {column} }}}} but column {column!r} is empty "
                 "in every row; fill it or change the template"
             )
-    messages_json: list[str] = []
-    prompts: list[str] = []
-    ids = frame.get_column(PROMPT_ID).to_list()
-    for prompt_id, row in zip(ids, frame.select(used).iter_rows(named=True), strict=True):
-        messages = template.render(row, prompt_id)
-        messages_json.append(json.dumps(messages, ensure_ascii=False, separators=(",", ":")))
-        prompts.append(next((m["content"] for m in reversed(messages) if m["role"] == "user"), ""))
-    carried = frame.with_columns(
-        pl.Series(PROMPT_COLUMN, prompts, dtype=pl.String),
-        pl.Series(MESSAGES_COLUMN, messages_json, dtype=pl.String),
-    )
+    fast = template.render_columns(frame)
+    if fast is not None:
+        messages_series, prompt_series = fast
+        messages_json: list[str] = messages_series.to_list()
+        carried = frame.with_columns(
+            prompt_series.alias(PROMPT_COLUMN), messages_series.alias(MESSAGES_COLUMN)
+        )
+    else:
+        messages_json = []
+        prompts: list[str] = []
+        ids = frame.get_column(PROMPT_ID).to_list()
+        for prompt_id, row in zip(ids, frame.select(used).iter_rows(named=True), strict=True):
+            messages = template.render(row, prompt_id)
+            messages_json.append(json.dumps(messages, ensure_ascii=False, separators=(",", ":")))
+            prompts.append(
+                next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+            )
+        carried = frame.with_columns(
+            pl.Series(PROMPT_COLUMN, prompts, dtype=pl.String),
+            pl.Series(MESSAGES_COLUMN, messages_json, dtype=pl.String),
+        )
     models = [plan_model(i, spec, job.params) for i, spec in enumerate(job.models)]
     return Plan(job, carried, messages_json, models)

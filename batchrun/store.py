@@ -14,10 +14,9 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import polars as pl
 
@@ -61,9 +60,12 @@ INPUT_PREFIX = "input_"
 PERMANENT_ERRORS = frozenset({"bad_request"})
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
-    """One finished request, ok or failed, as it goes into the results."""
+class Result(NamedTuple):
+    """One finished request, ok or failed, as it goes into the results.
+
+    A named tuple rather than a dataclass: a run makes one per request, and
+    tuples are cheap to build and to turn into columns.
+    """
 
     prompt_id: str
     model: str
@@ -93,9 +95,6 @@ class Result:
     gateway_request_id: str | None = None
 
 
-_RESULT_FIELDS = [name for name in RESULT_SCHEMA if name not in ("run_id", "job")]
-
-
 def new_run_id() -> str:
     """A sortable, unique id for one run: UTC time and a random suffix."""
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
@@ -111,26 +110,22 @@ def empty_results() -> pl.DataFrame:
     return pl.DataFrame(schema=RESULT_SCHEMA)
 
 
-def results_frame(results: Iterable[Result], run_id: str, job: str) -> pl.DataFrame:
+def results_frame(results: list[Result], run_id: str, job: str) -> pl.DataFrame:
     """Results as a frame with the fixed schema."""
-    columns: dict[str, list[object]] = {name: [] for name in _RESULT_FIELDS}
-    count = 0
-    for result in results:
-        count += 1
-        for name in _RESULT_FIELDS:
-            columns[name].append(getattr(result, name))
+    count = len(results)
+    columns = list(zip(*results, strict=True)) if results else [() for _ in Result._fields]
     data: dict[str, pl.Series] = {
         "run_id": pl.Series("run_id", [run_id] * count, dtype=pl.String),
         "job": pl.Series("job", [job] * count, dtype=pl.String),
     }
-    for name in _RESULT_FIELDS:
+    for name, values in zip(Result._fields, columns, strict=True):
         dtype = RESULT_SCHEMA[name]
         if name in _TIME_COLUMNS:
-            micros = [int(float(v) * 1_000_000) for v in columns[name]]  # type: ignore[arg-type]
-            data[name] = pl.Series(name, micros, dtype=pl.Int64).cast(dtype)
+            micros = pl.Series(name, values, dtype=pl.Float64) * 1_000_000
+            data[name] = micros.cast(pl.Int64).cast(dtype)
         else:
-            data[name] = pl.Series(name, columns[name], dtype=dtype, strict=False)
-    return pl.DataFrame(data)
+            data[name] = pl.Series(name, values, dtype=dtype, strict=False)
+    return pl.DataFrame(data).select(list(RESULT_SCHEMA))
 
 
 class ResultSink:
@@ -180,10 +175,14 @@ class ResultSink:
         self._buffer.clear()
 
 
-def _write_atomic(frame: pl.DataFrame, path: Path) -> None:
+def _write_atomic(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> None:
+    """Write ``frame`` (streamed, if lazy) to a temporary name, sync it, rename it in place."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        frame.write_parquet(tmp, compression="zstd", statistics=False)
+        if isinstance(frame, pl.LazyFrame):
+            frame.sink_parquet(tmp, compression="zstd")
+        else:
+            frame.write_parquet(tmp, compression="zstd", statistics=False)
         with tmp.open("rb") as handle:
             os.fsync(handle.fileno())
         tmp.replace(path)
@@ -201,18 +200,6 @@ def part_files(output: Path) -> list[Path]:
     return sorted(folder.glob("part-*.parquet"))
 
 
-def read_existing(output: Path) -> pl.DataFrame:
-    """Everything already recorded for this output (final file and parts), maybe empty."""
-    frames: list[pl.DataFrame] = []
-    if output.exists():
-        frames.append(pl.read_parquet(output))
-    for part in part_files(output):
-        frames.append(pl.read_parquet(part))
-    if not frames:
-        return empty_results()
-    return pl.concat(frames, how="diagonal_relaxed")
-
-
 def done_keys(output: Path, *, retry_errors: bool = False) -> set[str]:
     """Request keys a rerun need not send: ok rows, and permanent failures unless retried."""
     sources = ([output] if output.exists() else []) + part_files(output)
@@ -227,44 +214,67 @@ def done_keys(output: Path, *, retry_errors: bool = False) -> set[str]:
     return set(frame.filter(keep).get_column("request_key").to_list())
 
 
-def compact(output: Path, prompts: pl.DataFrame | None) -> pl.DataFrame:
+SUMMARY_COLUMNS = (
+    "run_id", "model", "status", "error_type", "prompt_tokens", "completion_tokens",
+    "total_tokens", "latency_s", "ttft_s", "cost_usd",
+)  # fmt: skip
+
+
+def compact(output: Path, prompts: pl.DataFrame | None) -> int:
     """Fold parts and the earlier output into ``output``: one row per request key.
 
     Parts are joined with ``prompts`` (the carried input columns, by prompt
-    id). Per key the ok row wins, then the latest. The output is replaced
-    atomically and the parts are removed only after that.
+    id). Per key the ok row wins, then the latest. Only the keys are held in
+    memory; the rows stream from the inputs into a temporary file that then
+    replaces the output atomically. The parts are removed after that.
+    Returns the number of rows in the output.
     """
     parts = part_files(output)
-    frames: list[pl.DataFrame] = []
+    if not parts and output.exists():
+        return pl.scan_parquet(output).select(pl.len()).collect().item()  # type: ignore[no-any-return]
+    sources: list[pl.LazyFrame] = []
     if output.exists():
-        frames.append(pl.read_parquet(output))
+        sources.append(pl.scan_parquet(output, row_index_name="__row").with_columns(__src=0))
     if parts:
-        fresh = pl.concat([pl.read_parquet(p) for p in parts], how="diagonal_relaxed")
+        fresh = pl.scan_parquet(parts, row_index_name="__row").with_columns(__src=1)
         if prompts is not None:
-            fresh = fresh.join(_carried(prompts), on=PROMPT_ID, how="left")
-        frames.append(fresh)
-    if not frames:
-        combined = empty_results()
+            fresh = fresh.join(_carried(prompts).lazy(), on=PROMPT_ID, how="left")
+        sources.append(fresh)
+    if not sources:
+        empty = empty_results()
         if prompts is not None:
-            combined = combined.join(_carried(prompts).clear(), on=PROMPT_ID, how="left")
-    else:
-        combined = pl.concat(frames, how="diagonal_relaxed")
-    combined = (
-        combined.with_columns((pl.col("status") == "ok").alias("__ok"))
-        .sort(["__ok", "finished_at"], nulls_last=False)
-        .unique(subset="request_key", keep="last", maintain_order=False)
-        .drop("__ok")
-        .sort([PROMPT_ID, "model", "sample"])
-    )
-    combined = combined.select(_column_order(combined.columns))
+            empty = empty.join(_carried(prompts).clear(), on=PROMPT_ID, how="left")
+        sources.append(empty.lazy().with_columns(__row=pl.lit(0, pl.UInt32), __src=0))
+    combined = pl.concat(sources, how="diagonal_relaxed")
+    keys = combined.select("request_key", "status", "finished_at", "__src", "__row").collect()
+    if keys.get_column("request_key").is_duplicated().any():
+        winners = (
+            keys.with_columns((pl.col("status") == "ok").alias("__ok"))
+            .sort(["__ok", "finished_at", "__src"], nulls_last=False)
+            .unique(subset="request_key", keep="last")
+            .select("__src", "__row")
+        )
+        combined = combined.join(winners.lazy(), on=["__src", "__row"], how="semi")
+    columns = _column_order(combined.collect_schema().names())
     output.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(combined, output)
+    _write_atomic(combined.select(columns), output)
     for part in parts:
         with contextlib.suppress(FileNotFoundError):
             part.unlink()
     with contextlib.suppress(OSError):
         parts_dir(output).rmdir()
-    return combined
+    return int(keys.get_column("request_key").n_unique())
+
+
+def scan_run(output: Path, run_id: str, columns: tuple[str, ...] = SUMMARY_COLUMNS) -> pl.LazyFrame:
+    """The rows one run wrote to ``output`` (and its parts), lazily, only ``columns``."""
+    sources = ([output] if output.exists() else []) + part_files(output)
+    if not sources:
+        return empty_results().select(columns).lazy()
+    frame = pl.concat(
+        [pl.scan_parquet(src).select(columns) for src in sources], how="vertical_relaxed"
+    )
+    return frame.filter(pl.col("run_id") == run_id)
 
 
 def _carried(prompts: pl.DataFrame) -> pl.DataFrame:
@@ -280,5 +290,5 @@ def _carried(prompts: pl.DataFrame) -> pl.DataFrame:
 def _column_order(columns: list[str]) -> list[str]:
     head = ["run_id", "job", PROMPT_ID, "model", "model_id", "sample", "request_key"]
     result_tail = [c for c in RESULT_SCHEMA if c not in head]
-    carried = [c for c in columns if c not in RESULT_SCHEMA]
+    carried = [c for c in columns if c not in RESULT_SCHEMA and not c.startswith("__")]
     return [*head, *carried, *result_tail]

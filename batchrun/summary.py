@@ -13,13 +13,12 @@ from typing import Any
 import polars as pl
 
 
-def summarize(results: pl.DataFrame) -> list[dict[str, Any]]:
-    """Per-model figures from a results frame, models in first-seen order."""
-    if results.height == 0:
-        return []
+def summarize(results: pl.DataFrame | pl.LazyFrame) -> list[dict[str, Any]]:
+    """Per-model figures from results (read lazily, only what is needed), by model name."""
     ok = pl.col("status") == "ok"
     grouped = (
-        results.group_by("model", maintain_order=True)
+        results.lazy()
+        .group_by("model")
         .agg(
             pl.len().alias("requests"),
             ok.sum().alias("ok"),
@@ -33,7 +32,13 @@ def summarize(results: pl.DataFrame) -> list[dict[str, Any]]:
         )
         .sort("model")
     )
-    return grouped.to_dicts()
+    return grouped.collect().to_dicts()
+
+
+def count_statuses(results: pl.DataFrame | pl.LazyFrame) -> dict[str, int]:
+    """How many rows have each status."""
+    counted = results.lazy().group_by("status").len().collect()
+    return {str(status): int(n) for status, n in counted.iter_rows()}
 
 
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:

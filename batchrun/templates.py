@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jinja2
+import polars as pl
 from jinja2 import meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -20,6 +21,26 @@ from batchrun.config import PromptSpec
 from batchrun.errors import JobError
 
 Message = dict[str, str]
+_PLAIN_DTYPES = (
+    pl.String,
+    pl.Int8,
+    pl.Int16,
+    pl.Int32,
+    pl.Int64,
+    pl.UInt8,
+    pl.UInt16,
+    pl.UInt32,
+    pl.UInt64,
+)
+
+
+def _concat(pieces: tuple[tuple[bool, str], ...]) -> pl.Expr:
+    """The text of one turn; a null value renders as Jinja renders it: ``None``."""
+    parts = [
+        pl.col(text).cast(pl.String).fill_null("None") if is_column else pl.lit(text)
+        for is_column, text in pieces
+    ]
+    return pl.concat_str(parts) if parts else pl.lit("")
 
 
 def _environment() -> SandboxedEnvironment:
@@ -36,6 +57,8 @@ class _Turn:
     where: str
     template: jinja2.Template
     variables: frozenset[str]
+    # Text and plain ``{{ column }}`` pieces, when that is all the template is.
+    pieces: tuple[tuple[bool, str], ...] | None
 
 
 class PromptTemplate:
@@ -63,6 +86,39 @@ class PromptTemplate:
                     f"{{{{ {missing[0]} }}}} but {source} has no column {missing[0]!r} "
                     f"(columns: {', '.join(sorted(available))})"
                 )
+
+    def render_columns(self, frame: pl.DataFrame) -> tuple[pl.Series, pl.Series] | None:
+        """Every row's messages (as JSON) and user prompt at once, or None if not possible.
+
+        Only templates made of text and ``{{ column }}`` over string or integer
+        columns qualify; the JSON is byte for byte what ``render`` plus
+        ``json.dumps`` would give, so request keys do not depend on the path.
+        """
+        if any(turn.pieces is None for turn in self._turns):
+            return None
+        for turn in self._turns:
+            assert turn.pieces is not None
+            for is_column, name in turn.pieces:
+                if is_column and frame.schema[name] not in _PLAIN_DTYPES:
+                    return None
+        contents = [
+            _concat(turn.pieces or ()).alias(f"__turn{i}") for i, turn in enumerate(self._turns)
+        ]
+        encoded = [
+            pl.struct(
+                pl.lit(turn.role).alias("role"), content.alias("content")
+            ).struct.json_encode()
+            for turn, content in zip(self._turns, contents, strict=True)
+        ]
+        separators = [pl.lit(",")] * (len(encoded) - 1)
+        joined = [
+            item for pair in zip(encoded, [*separators, pl.lit("")], strict=True) for item in pair
+        ]
+        messages = pl.concat_str([pl.lit("["), *joined, pl.lit("]")]).alias("messages")
+        users = [c for c, t in zip(contents, self._turns, strict=True) if t.role == "user"]
+        prompt = (users[-1] if users else pl.lit("")).alias("prompt")
+        out = frame.select(messages, prompt)
+        return out.get_column("messages"), out.get_column("prompt")
 
     def render(self, row: Mapping[str, Any], prompt_id: str = "") -> list[Message]:
         """The messages for one row; ``JobError`` when a template cannot render it."""
@@ -99,8 +155,24 @@ def compile_prompt(spec: PromptSpec) -> PromptTemplate:
             ) from None
         _refuse_internals(tree, where)
         variables = frozenset(meta.find_undeclared_variables(tree))
-        turns.append(_Turn(turn.role, where, env.from_string(tree), variables))
+        turns.append(_Turn(turn.role, where, env.from_string(tree), variables, _plain_pieces(tree)))
     return PromptTemplate(turns)
+
+
+def _plain_pieces(tree: nodes.Template) -> tuple[tuple[bool, str], ...] | None:
+    """(is_column, text) pieces of a template made only of text and ``{{ name }}``."""
+    pieces: list[tuple[bool, str]] = []
+    for statement in tree.body:
+        if not isinstance(statement, nodes.Output):
+            return None
+        for node in statement.nodes:
+            if isinstance(node, nodes.TemplateData):
+                pieces.append((False, node.data))
+            elif isinstance(node, nodes.Name) and node.ctx == "load":
+                pieces.append((True, node.name))
+            else:
+                return None
+    return tuple(pieces)
 
 
 def _refuse_internals(tree: nodes.Template, where: str) -> None:

@@ -52,7 +52,7 @@ def test_window_probe_open_shrink_grow() -> None:
     """One place until the first success, the cap after it; halve on 429; grow back."""
     window = Window(8)
     assert window.limit == 1
-    window.open()
+    window.open(0.01)
     assert window.limit == 8
     window.shrink(0.5)
     assert window.limit == 4
@@ -61,10 +61,17 @@ def test_window_probe_open_shrink_grow() -> None:
     assert 4.9 < window.limit < 5.0
 
 
+def test_window_opens_at_once_when_round_trips_are_long() -> None:
+    """With 300 ms round trips a slow start would take seconds: the window opens fully."""
+    window = Window(100, slow_start=True)
+    window.open(0.3)
+    assert window.limit == 100
+
+
 def test_window_slow_start_doubles_per_round() -> None:
     """An adaptive window opens at 4 and adds one place per success until the first cut."""
     window = Window(100, slow_start=True)
-    window.open()
+    window.open(0.01)
     assert window.limit == 4
     for _ in range(4):
         window.grow()

@@ -62,3 +62,32 @@ def test_sandbox_refuses_unsafe_calls() -> None:
     template = compile_prompt(PromptSpec(user="{{ range(10**9) | length }}"))
     with pytest.raises(JobError, match="cannot be rendered"):
         template.render({"q": "x"}, "p1")
+
+
+def test_column_rendering_matches_jinja() -> None:
+    """The vectorised path gives byte for byte the messages Jinja and json.dumps give."""
+    import json
+
+    import polars as pl
+
+    values = ['a"b', "back\\slash", "new\nline", "tab\t", "ctrl\x01\x1f", "uni é 中", "😀", None]
+    frame = pl.DataFrame({"q": values, "n": list(range(len(values)))})
+    spec = PromptSpec(system="System {{ n }}.", user="Q: {{ q }} ({{ n }})\n")
+    template = compile_prompt(spec)
+    fast = template.render_columns(frame)
+    assert fast is not None
+    messages, prompts = fast
+    for row, encoded, prompt in zip(frame.iter_rows(named=True), messages, prompts, strict=True):
+        slow = template.render(row)
+        assert encoded == json.dumps(slow, ensure_ascii=False, separators=(",", ":"))
+        assert prompt == slow[-1]["content"]
+
+
+def test_column_rendering_declines_filters_and_floats() -> None:
+    """Filters, control flow or float columns go through Jinja row by row."""
+    import polars as pl
+
+    frame = pl.DataFrame({"q": ["x"], "f": [1.5]})
+    assert compile_prompt(PromptSpec(user="{{ q | upper }}")).render_columns(frame) is None
+    assert compile_prompt(PromptSpec(user="{% if q %}{{ q }}{% endif %}")).render_columns(frame) is None
+    assert compile_prompt(PromptSpec(user="{{ f }}")).render_columns(frame) is None

@@ -1,0 +1,157 @@
+"""batchrun's own overhead, measured against a bare aiohttp loop: prints the figures of issue 7.
+
+    python benchmarks/run.py [--quick]
+
+Everything runs against the built-in gateway in its own process on
+127.0.0.1; where the machine has two cores the gateway is pinned to one and
+the client to the other. Figures are ratios against a baseline measured in
+the same run (this machine is shared and noisy):
+
+1. overhead: 20,000 requests, latency 0, concurrency 100: `batchrun run` as a
+   whole process (Parquet written) against bare.py, requests/s and
+   CPU-seconds per 1,000 requests;
+2. latency-bound: 4,000 requests, lognormal latency with mean 300 ms,
+   concurrency 100: wall time against the ideal N x 0.3 s / 100;
+3. scale: peak RSS at 100,000 and at 1,000,000 requests, and the rerun of the
+   completed 1,000,000-request job (requests sent, wall time);
+4. start-up: `batchrun --help` wall time and whether it imports Polars or aiohttp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import KEY_ENV, gateway_process, gateway_stats, table, write_job
+
+HERE = Path(__file__).resolve().parent
+CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+SERVER_CPU = CORES[0] if len(CORES) >= 2 else None
+CLIENT_CPU = CORES[1] if len(CORES) >= 2 else None
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int, str]:
+    """Run ``cmd`` pinned to the client core: wall s, CPU s, its own peak RSS (KiB), stdout."""
+    def pin() -> None:
+        if CLIENT_CPU is not None:
+            os.sched_setaffinity(0, {CLIENT_CPU})
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, preexec_fn=pin)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if process.returncode not in (0, 1):
+            raise SystemExit(f"{cmd} failed ({process.returncode}): {err.read()[-2000:]}")
+        cpu = usage.ru_utime + usage.ru_stime
+        return wall, cpu, usage.ru_maxrss, out.read()
+
+
+def batchrun(job: Path) -> list[str]:
+    return [sys.executable, "-m", "batchrun", "run", str(job), "--quiet"]
+
+
+def overhead(base: Path, prompts: int) -> list[tuple[str, ...]]:
+    requests = prompts * 2
+    rows: list[tuple[str, ...]] = [("1. overhead", "wall s", "req/s", "CPU s / 1k req")]
+    env = {**os.environ, KEY_ENV: "sk-bench"}
+    with gateway_process(cpu=SERVER_CPU) as url:
+        bare_wall, bare_cpu, _, _ = timed([sys.executable, str(HERE / "bare.py"), url,
+                                           str(prompts), "2", "100"])
+        job = write_job(base / "overhead", url, prompts,
+                        limits={"concurrency": 100, "adaptive": False})
+        br_wall, br_cpu, _, _ = timed(batchrun(job), env)
+        sent = gateway_stats(url)["by_path"].get("/v1/chat/completions", 0)
+    assert sent == 2 * requests, f"the gateway received {sent}, expected {2 * requests}"
+    bare_rps, br_rps = requests / bare_wall, requests / br_wall
+    rows.append(("bare aiohttp + semaphore", f"{bare_wall:.2f}", f"{bare_rps:,.0f}",
+                 f"{bare_cpu / requests * 1000:.3f}"))
+    rows.append(("batchrun run (whole process)", f"{br_wall:.2f}", f"{br_rps:,.0f}",
+                 f"{br_cpu / requests * 1000:.3f}"))
+    rows.append(("ratio batchrun / bare", "", f"{br_rps / bare_rps:.2f} x",
+                 f"{(br_cpu / requests) / (bare_cpu / requests):.2f} x"))
+    return rows
+
+
+def latency_bound(base: Path, prompts: int) -> list[tuple[str, ...]]:
+    requests = prompts * 2
+    ideal = requests * 0.3 / 100
+    env = {**os.environ, KEY_ENV: "sk-bench"}
+    with gateway_process(cpu=SERVER_CPU, latency_ms=300, latency_sigma=0.5) as url:
+        job = write_job(base / "latency", url, prompts, limits={"concurrency": 100})
+        wall, _, _, _ = timed(batchrun(job), env)
+    return [("2. latency-bound", "wall s", "ideal s", "ratio"),
+            (f"{requests:,} req, lognormal mean 300 ms, c=100", f"{wall:.2f}", f"{ideal:.2f}",
+             f"{wall / ideal:.3f} x")]
+
+
+def scale(base: Path, large: int) -> list[tuple[str, ...]]:
+    env = {**os.environ, KEY_ENV: "sk-bench"}
+    rows: list[tuple[str, ...]] = [("3. scale", "requests sent", "wall s", "peak RSS MiB")]
+    peaks = {}
+    with gateway_process(cpu=SERVER_CPU) as url:
+        for prompts in (large // 20, large // 2):
+            job = write_job(base / f"scale-{prompts}", url, prompts,
+                            limits={"concurrency": 100, "adaptive": False},
+                            output={"path": str(base / f"scale-{prompts}" / "results.parquet"),
+                                    "flush_every": 5000})
+            before = gateway_stats(url)["requests"]
+            wall, _, peak, _ = timed(batchrun(job), env)
+            sent = gateway_stats(url)["requests"] - before
+            peaks[prompts] = peak
+            rows.append((f"{prompts * 2:,} requests", f"{sent:,}", f"{wall:.1f}",
+                         f"{peak / 1024:.0f}"))
+        before = gateway_stats(url)["requests"]
+        rerun_wall, _, _, _ = timed(batchrun(job), env)
+        rows.append(("rerun of the completed largest job",
+                     f"{gateway_stats(url)['requests'] - before:,}", f"{rerun_wall:.1f}", ""))
+    small, big = sorted(peaks)
+    rows.append(("peak RSS ratio largest / smallest", "", "", f"{peaks[big] / peaks[small]:.2f} x"))
+    return rows
+
+
+def startup() -> list[tuple[str, ...]]:
+    probe = (
+        "import sys, runpy; sys.argv=['batchrun','--help'];\n"
+        "try:\n    runpy.run_module('batchrun', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "heavy=[m for m in ('polars','aiohttp','pyarrow','pydantic','jinja2') if m in sys.modules]\n"
+        "print('imported:', ','.join(heavy) or 'none', file=sys.stderr)"
+    )
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - started
+    bare_started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    python_wall = time.perf_counter() - bare_started
+    imported = done.stderr.strip().removeprefix("imported: ")
+    return [("4. start-up", "wall s", "heavy modules imported"),
+            ("batchrun --help", f"{wall:.3f}", imported),
+            ("python -c pass (for scale)", f"{python_wall:.3f}", "")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--skip-scale", action="store_true")
+    args = parser.parse_args()
+    print(f"cores: {CORES}; gateway on {SERVER_CPU}, client on {CLIENT_CPU}\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        print(table(startup()), "\n")
+        print(table(overhead(base, 1_000 if args.quick else 10_000)), "\n")
+        print(table(latency_bound(base, 200 if args.quick else 2_000)), "\n")
+        if not args.skip_scale:
+            print(table(scale(base, 20_000 if args.quick else 1_000_000)))
+
+
+if __name__ == "__main__":
+    main()
