@@ -56,33 +56,27 @@ class Request(NamedTuple):
 class Plan:
     """Every request of a job, rendered once and produced on demand."""
 
-    def __init__(
-        self,
-        job: Job,
-        prompts: pl.DataFrame,
-        messages_json: list[str],
-        models: list[PlannedModel],
-    ) -> None:
+    _SLICE = 10_000
+
+    def __init__(self, job: Job, prompts: pl.DataFrame, models: list[PlannedModel]) -> None:
         self.job = job
         self.prompts = prompts
-        self._messages = messages_json
-        self._prompt_ids: list[str] = prompts.get_column(PROMPT_ID).to_list()
-        self._prompt_tokens = [len(m) // _CHARS_PER_TOKEN + 1 for m in messages_json]
+        self._tokens = prompts.get_column(MESSAGES_COLUMN).str.len_chars() // _CHARS_PER_TOKEN + 1
         self.models = models
 
     @property
     def total(self) -> int:
         """How many requests the job has in all."""
-        return len(self._messages) * len(self.models) * self.job.samples
+        return self.rows * len(self.models) * self.job.samples
 
     @property
     def rows(self) -> int:
         """How many prompts the job has."""
-        return len(self._messages)
+        return self.prompts.height
 
     def estimated_input_tokens(self) -> int:
         """The estimated prompt tokens of every request together."""
-        return sum(self._prompt_tokens) * len(self.models) * self.job.samples
+        return int(self._tokens.sum()) * len(self.models) * self.job.samples
 
     def requests(
         self,
@@ -92,28 +86,38 @@ class Plan:
     ) -> Iterator[Request]:
         """Yield the requests not in ``skip`` (and in ``shard`` I/N if given), in send order.
 
-        ``models`` narrows the requests to those models (default: all).
+        ``models`` narrows the requests to those models (default: all). Rows are
+        read from the prompt table a slice at a time, so a long plan costs no
+        more memory than its table.
         """
         samples = range(self.job.samples)
         chosen = self.models if models is None else models
-        for row, messages in enumerate(self._messages):
-            encoded = messages.encode()
-            for model in chosen:
-                for sample in samples:
-                    key = request_key(model.key_prefix, encoded, sample)
-                    if key in skip:
-                        continue
-                    if shard is not None and int(key[:8], 16) % shard[1] != shard[0]:
-                        continue
-                    yield Request(
-                        key=key,
-                        row=row,
-                        prompt_id=self._prompt_ids[row],
-                        model=model,
-                        sample=sample,
-                        body=model.body_head + encoded + model.body_tail,
-                        estimated_tokens=self._prompt_tokens[row] + model.max_output_tokens,
-                    )
+        ids_column = self.prompts.get_column(PROMPT_ID)
+        messages_column = self.prompts.get_column(MESSAGES_COLUMN)
+        for start in range(0, self.rows, self._SLICE):
+            ids = ids_column.slice(start, self._SLICE).to_list()
+            messages = messages_column.slice(start, self._SLICE).to_list()
+            tokens = self._tokens.slice(start, self._SLICE).to_list()
+            for offset, (prompt_id, text, prompt_tokens) in enumerate(
+                zip(ids, messages, tokens, strict=True)
+            ):
+                encoded = text.encode()
+                for model in chosen:
+                    for sample in samples:
+                        key = request_key(model.key_prefix, encoded, sample)
+                        if key in skip:
+                            continue
+                        if shard is not None and int(key[:8], 16) % shard[1] != shard[0]:
+                            continue
+                        yield Request(
+                            key,
+                            start + offset,
+                            prompt_id,
+                            model,
+                            sample,
+                            model.body_head + encoded + model.body_tail,
+                            prompt_tokens + model.max_output_tokens,
+                        )
 
     def keys(self) -> Iterator[str]:
         """Every request key of the job, in send order."""
@@ -166,12 +170,8 @@ def build_plan(job: Job, frame: pl.DataFrame, template: PromptTemplate) -> Plan:
     fast = template.render_columns(frame)
     if fast is not None:
         messages_series, prompt_series = fast
-        messages_json: list[str] = messages_series.to_list()
-        carried = frame.with_columns(
-            prompt_series.alias(PROMPT_COLUMN), messages_series.alias(MESSAGES_COLUMN)
-        )
     else:
-        messages_json = []
+        messages_json: list[str] = []
         prompts: list[str] = []
         ids = frame.get_column(PROMPT_ID).to_list()
         for prompt_id, row in zip(ids, frame.select(used).iter_rows(named=True), strict=True):
@@ -180,9 +180,10 @@ def build_plan(job: Job, frame: pl.DataFrame, template: PromptTemplate) -> Plan:
             prompts.append(
                 next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
             )
-        carried = frame.with_columns(
-            pl.Series(PROMPT_COLUMN, prompts, dtype=pl.String),
-            pl.Series(MESSAGES_COLUMN, messages_json, dtype=pl.String),
-        )
+        messages_series = pl.Series(MESSAGES_COLUMN, messages_json, dtype=pl.String)
+        prompt_series = pl.Series(PROMPT_COLUMN, prompts, dtype=pl.String)
+    carried = frame.with_columns(
+        prompt_series.alias(PROMPT_COLUMN), messages_series.alias(MESSAGES_COLUMN)
+    )
     models = [plan_model(i, spec, job.params) for i, spec in enumerate(job.models)]
-    return Plan(job, carried, messages_json, models)
+    return Plan(job, carried, models)

@@ -14,11 +14,13 @@ import contextlib
 import os
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from batchrun.dataset import PROMPT_ID
 
@@ -175,14 +177,18 @@ class ResultSink:
         self._buffer.clear()
 
 
-def _write_atomic(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> None:
-    """Write ``frame`` (streamed, if lazy) to a temporary name, sync it, rename it in place."""
+def _write_atomic(frame: pl.DataFrame, path: Path) -> None:
+    """Write ``frame`` to a temporary name, sync it, rename it into place."""
+    _replace_atomic(
+        lambda tmp: frame.write_parquet(tmp, compression="zstd", statistics=False), path
+    )
+
+
+def _replace_atomic(write: Callable[[Path], None], path: Path) -> None:
+    """Call ``write`` on a temporary name beside ``path``, sync, then rename into place."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        if isinstance(frame, pl.LazyFrame):
-            frame.sink_parquet(tmp, compression="zstd")
-        else:
-            frame.write_parquet(tmp, compression="zstd", statistics=False)
+        write(tmp)
         with tmp.open("rb") as handle:
             os.fsync(handle.fileno())
         tmp.replace(path)
@@ -220,50 +226,137 @@ SUMMARY_COLUMNS = (
 )  # fmt: skip
 
 
+_BATCH_ROWS = 20_000
+
+
 def compact(output: Path, prompts: pl.DataFrame | None) -> int:
     """Fold parts and the earlier output into ``output``: one row per request key.
 
-    Parts are joined with ``prompts`` (the carried input columns, by prompt
-    id). Per key the ok row wins, then the latest. Only the keys are held in
-    memory; the rows stream from the inputs into a temporary file that then
-    replaces the output atomically. The parts are removed after that.
-    Returns the number of rows in the output.
+    Part rows get the carried input columns of their prompt from ``prompts``.
+    Per key the ok row wins, then the latest. Rows stream batch by batch
+    into a temporary file that then replaces the output atomically, so memory
+    holds the keys and one batch, not the results. The parts are removed
+    after that. Returns the number of rows in the output.
     """
     parts = part_files(output)
     if not parts and output.exists():
         return pl.scan_parquet(output).select(pl.len()).collect().item()  # type: ignore[no-any-return]
-    sources: list[pl.LazyFrame] = []
-    if output.exists():
-        sources.append(pl.scan_parquet(output, row_index_name="__row").with_columns(__src=0))
-    if parts:
-        fresh = pl.scan_parquet(parts, row_index_name="__row").with_columns(__src=1)
-        if prompts is not None:
-            fresh = fresh.join(_carried(prompts).lazy(), on=PROMPT_ID, how="left")
-        sources.append(fresh)
-    if not sources:
-        empty = empty_results()
-        if prompts is not None:
-            empty = empty.join(_carried(prompts).clear(), on=PROMPT_ID, how="left")
-        sources.append(empty.lazy().with_columns(__row=pl.lit(0, pl.UInt32), __src=0))
-    combined = pl.concat(sources, how="diagonal_relaxed")
-    keys = combined.select("request_key", "status", "finished_at", "__src", "__row").collect()
-    if keys.get_column("request_key").is_duplicated().any():
-        winners = (
-            keys.with_columns((pl.col("status") == "ok").alias("__ok"))
-            .sort(["__ok", "finished_at", "__src"], nulls_last=False)
-            .unique(subset="request_key", keep="last")
-            .select("__src", "__row")
-        )
-        combined = combined.join(winners.lazy(), on=["__src", "__row"], how="semi")
-    columns = _column_order(combined.collect_schema().names())
+    sources = ([output] if output.exists() else []) + parts
+    carried = _Carried(prompts) if prompts is not None else None
+    schema = _target_schema(sources, carried.frame if carried is not None else None)
+    masks = _keep_masks(sources)
+    written = 0
+
+    def batches() -> Iterator[pl.DataFrame]:
+        for index, path in enumerate(sources):
+            offset = 0
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS):
+                frame = pl.from_arrow(batch)
+                assert isinstance(frame, pl.DataFrame)
+                mask = masks.get(index)
+                if mask is not None:
+                    frame = frame.filter(mask.slice(offset, frame.height))
+                offset += batch.num_rows
+                if path != output and carried is not None:
+                    frame = carried.attach(frame)
+                yield _conform(frame, schema)
+
+    def write(tmp: Path) -> None:
+        nonlocal written
+        arrow_schema = _conform(pl.DataFrame(schema=schema), schema).to_arrow().schema
+        with pq.ParquetWriter(tmp, arrow_schema, compression="zstd") as writer:
+            for frame in batches():
+                writer.write_table(frame.to_arrow())
+                written += frame.height
+
     output.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(combined.select(columns), output)
+    _replace_atomic(write, output)
     for part in parts:
         with contextlib.suppress(FileNotFoundError):
             part.unlink()
     with contextlib.suppress(OSError):
         parts_dir(output).rmdir()
-    return int(keys.get_column("request_key").n_unique())
+    return written
+
+
+def _keep_masks(sources: list[Path]) -> dict[int, pl.Series]:
+    """Per source with duplicates to drop, a boolean mask of the rows to keep."""
+    if not sources:
+        return {}
+    keys = pl.concat(
+        [
+            pl.scan_parquet(path)
+            .select("request_key", "status", "finished_at")
+            .with_row_index("__row")
+            .with_columns(pl.lit(index, pl.Int32).alias("__src"))
+            for index, path in enumerate(sources)
+        ]
+    ).collect()
+    if not keys.get_column("request_key").is_duplicated().any():
+        return {}
+    winners = (
+        keys.with_columns((pl.col("status") == "ok").alias("__ok"))
+        .sort(["__ok", "finished_at", "__src", "__row"], nulls_last=False)
+        .unique(subset="request_key", keep="last")
+        .select("__src", "__row")
+    )
+    masks = {}
+    for index in range(len(sources)):
+        mine = keys.filter(pl.col("__src") == index).select("__row")
+        keep = winners.filter(pl.col("__src") == index).get_column("__row")
+        mask = mine.get_column("__row").is_in(keep.implode())
+        if not mask.all():
+            masks[index] = mask
+    return masks
+
+
+def _target_schema(sources: list[Path], carried: pl.DataFrame | None) -> dict[str, pl.DataType]:
+    """The union of the columns of every source and the carried columns, in output order."""
+    merged: dict[str, pl.DataType] = dict(RESULT_SCHEMA)
+    for path in sources:
+        for name, dtype in pl.read_parquet_schema(path).items():
+            merged.setdefault(name, dtype)
+    if carried is not None:
+        for name, dtype in carried.schema.items():
+            merged.setdefault(name, dtype)
+    return {name: merged[name] for name in _column_order(list(merged))}
+
+
+class _Carried:
+    """The carried input columns, found by prompt id with a binary search (no copy)."""
+
+    def __init__(self, prompts: pl.DataFrame) -> None:
+        self.frame = _carried(prompts)
+        ids = self.frame.get_column(PROMPT_ID)
+        self.order = ids.arg_sort()
+        self.sorted_ids = ids.gather(self.order)
+
+    def attach(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """``frame`` with the carried columns of each row's prompt (null if unknown)."""
+        present = [c for c in self.frame.columns if c != PROMPT_ID and c not in frame.columns]
+        if not present or self.frame.height == 0:
+            return frame
+        wanted = frame.get_column(PROMPT_ID)
+        position = self.sorted_ids.search_sorted(wanted, side="left")
+        rows = self.order.gather(position.clip(0, self.frame.height - 1))
+        found = self.frame.select(PROMPT_ID, *present)[rows]
+        matched = found.get_column(PROMPT_ID) == wanted
+        extra = found.with_columns(matched.alias("__matched")).select(
+            pl.when(pl.col("__matched")).then(pl.col(c)).otherwise(None).alias(c) for c in present
+        )
+        return frame.hstack(extra)
+
+
+def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """``frame`` with exactly ``schema``'s columns, in order and type (missing ones null)."""
+    return frame.select(
+        (
+            pl.col(name).cast(dtype, strict=False)
+            if name in frame.columns
+            else pl.lit(None, dtype=dtype)
+        ).alias(name)
+        for name, dtype in schema.items()
+    )
 
 
 def scan_run(output: Path, run_id: str, columns: tuple[str, ...] = SUMMARY_COLUMNS) -> pl.LazyFrame:

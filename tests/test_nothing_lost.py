@@ -203,16 +203,16 @@ def test_full_disk_stops_cleanly(gateway: GatewayThread, monkeypatch: pytest.Mon
         Path("job.yaml"),
         job_dict(gateway.url, output={"path": str(OUTPUT), "flush_every": 10, "flush_seconds": 60}),
     )
-    real = store._write_atomic
+    real = store._replace_atomic
     calls = [0]
 
-    def failing(frame: pl.DataFrame, path: Path) -> None:
+    def failing(write: Callable[[Path], None], path: Path) -> None:
         calls[0] += 1
         if calls[0] > 2:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(frame, path)
+        real(write, path)
 
-    monkeypatch.setattr(store, "_write_atomic", failing)
+    monkeypatch.setattr(store, "_replace_atomic", failing)
     result = invoke("run", "job.yaml")
     assert result.exit_code == 1
     assert "No space left on device" in result.output
@@ -220,7 +220,7 @@ def test_full_disk_stops_cleanly(gateway: GatewayThread, monkeypatch: pytest.Mon
     parts = part_files(OUTPUT)
     assert len(parts) == 2 and sum(pl.read_parquet(p).height for p in parts) == 20
     assert gateway.gateway.stats.requests < 80
-    monkeypatch.setattr(store, "_write_atomic", real)
+    monkeypatch.setattr(store, "_replace_atomic", real)
     again = invoke("run", "job.yaml")
     assert again.exit_code == 0
     assert pl.read_parquet(OUTPUT).height == 80
