@@ -369,6 +369,34 @@ def compare(results: tuple[Path, ...], fmt: str, wide: Path | None, debug: bool)
 
 
 @main.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("report.html"),
+    show_default=True,
+    help="Where to write the HTML file.",
+)
+@click.option("--title", help="The report's title (default: from the job name).")
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+def report(results: tuple[Path, ...], output: Path, title: str | None, debug: bool) -> None:
+    """Write RESULTS as one self-contained HTML report (no network needed to view it).
+
+    Give several runs of one job, oldest first, to add run-over-run trends.
+    """
+    from batchrun import compare as comparing
+    from batchrun.report import build_report
+
+    def go() -> None:
+        comparison = comparing.compare(comparing.load_snapshots(list(results)))
+        output.write_text(build_report(comparison, title), encoding="utf-8")
+
+    _guard(debug, go)
+    click.echo(f"wrote {output}")
+
+
+@main.command()
 @click.argument("job", type=click.Path(dir_okay=False, path_type=str))
 @click.argument("results", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")

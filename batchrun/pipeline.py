@@ -32,6 +32,7 @@ from batchrun.config import (
 )
 from batchrun.dataset import read_dataset
 from batchrun.errors import JobError
+from batchrun.judge import check_rubric, judge_output, judge_plan, merge_judgements
 from batchrun.limits import Limiter, ScopeLimits
 from batchrun.lock import RunLock
 from batchrun.manifest import describe_run, write_manifest
@@ -96,6 +97,7 @@ class RunReport:
     storage_error: str | None = None
     budget_reached: str | None = None
     spent_usd: float = 0.0
+    judge_requests: int = 0
 
 
 def resolve_output(
@@ -141,6 +143,9 @@ def prepare(
         template = compile_prompt(job.prompt)
         plan = build_plan(job, frame, template)
         check_expected_columns(job.scores, frame.columns)
+        for spec in job.scores:
+            if spec.grader == "judge":
+                check_rubric(spec, frame.columns)
     except JobError as exc:
         raise JobError(loaded.where(str(exc))) from None
     output = resolve_output(job.output.path, job.name, shard=shard)
@@ -218,9 +223,53 @@ async def execute(
     if lock.taken_over:
         notify(f"warning: took over a lock left by a run that is gone ({lock.taken_over})")
     try:
-        return await _execute_locked(prepared, options, make_progress, notify, run_id)
+        report = await _execute_locked(prepared, options, make_progress, notify, run_id)
+        finished = (
+            report.outcome.fatal is None and report.signal is None and report.storage_error is None
+        )
+        if finished:
+            await _judge(prepared, options, make_progress, notify, report)
+        return report
     finally:
         lock.release()
+
+
+async def _judge(
+    prepared: Prepared,
+    options: RunOptions,
+    make_progress: Callable[[int], Progress],
+    notify: Callable[[str], None],
+    report: RunReport,
+) -> None:
+    """Run each judge score over the ok answers (as jobs of their own), then merge them."""
+    job = prepared.loaded.job
+    judges = [spec for spec in job.scores if spec.grader == "judge"]
+    for spec in judges:
+        plan = judge_plan(job, spec, prepared.output)
+        if plan is None:
+            continue
+        judged = Prepared(
+            loaded=LoadedJob(
+                job=plan.job, path=prepared.loaded.path, sha256=prepared.loaded.sha256
+            ),
+            plan=plan,
+            output=judge_output(prepared.output, spec),
+            api_key=prepared.api_key,
+            base_url=prepared.base_url,
+            prices=prepared.prices,
+        )
+        judge_options = RunOptions(retry_errors=options.retry_errors, grace_s=options.grace_s)
+        result = await execute(judged, judge_options, make_progress, notify)
+        report.judge_requests += sum(result.by_status.values())
+        notify(
+            f"judge {spec.name} ({spec.model}): {sum(result.by_status.values())} answers "
+            f"graded this run, {result.total_rows} in all"
+        )
+        if result.signal is not None:
+            report.signal = result.signal
+            return
+    if judges:
+        merge_judgements(prepared.output, job.scores)
 
 
 async def _execute_locked(

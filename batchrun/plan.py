@@ -2,9 +2,10 @@
 
 A ``Plan`` renders every row once and then yields requests lazily, rows in
 order and models interleaved within each row, so a run stopped halfway has
-covered every model alike. The request key is a hash of what is sent
-(messages, model id, parameters, sample), so a rerun can tell which
-requests are already done and an edited parameter sends only what changed.
+covered every model alike. The request key is a hash of the prompt id and
+what is sent (messages, model id, parameters, sample), so a rerun can tell
+which requests are already done and an edited parameter sends only what
+changed.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ class Plan:
                 encoded = text.encode()
                 for model in chosen:
                     for sample in samples:
-                        key = request_key(model.key_prefix, encoded, sample)
+                        key = request_key(model.key_prefix, prompt_id, encoded, sample)
                         if key in skip:
                             continue
                         if shard is not None and int(key[:8], 16) % shard[1] != shard[0]:
@@ -125,9 +126,15 @@ class Plan:
             yield request.key
 
 
-def request_key(key_prefix: bytes, messages_json: bytes, sample: int) -> str:
-    """The stable key of a request: a hash of model, parameters, messages and sample."""
+def request_key(key_prefix: bytes, prompt_id: str, messages_json: bytes, sample: int) -> str:
+    """The stable key of a request: a hash of model, parameters, prompt id, messages, sample.
+
+    The prompt id is part of it so that two rows that happen to read the same
+    still get a row each.
+    """
     digest = hashlib.blake2b(key_prefix, digest_size=16)
+    digest.update(prompt_id.encode())
+    digest.update(b"\x00")
     digest.update(messages_json)
     digest.update(b"\x00%d" % sample)
     return digest.hexdigest()

@@ -142,6 +142,8 @@ def grade(spec: ScoreSpec, response: str | None, status: str, expected: Any) -> 
     """One score, or None where it does not apply."""
     if status != "ok" or response is None:
         return None
+    if spec.expected_column is None and expected is None:
+        expected = spec.expected
     return GRADERS[spec.grader](response, expected, spec)
 
 

@@ -244,7 +244,8 @@ def compact(output: Path, prompts: pl.DataFrame | None) -> int:
     sources = ([output] if output.exists() else []) + parts
     carried = _Carried(prompts) if prompts is not None else None
     schema = _target_schema(sources, carried.frame if carried is not None else None)
-    masks = _keep_masks(sources)
+    # One run's parts into an empty output cannot hold a key twice: skip the key table.
+    masks = {} if not output.exists() and len(_part_runs(parts)) <= 1 else _keep_masks(sources)
     written = 0
 
     def batches() -> Iterator[pl.DataFrame]:
@@ -277,6 +278,11 @@ def compact(output: Path, prompts: pl.DataFrame | None) -> int:
     with contextlib.suppress(OSError):
         parts_dir(output).rmdir()
     return written
+
+
+def _part_runs(parts: list[Path]) -> set[str]:
+    """The run ids that wrote ``parts`` (from names like ``part-<run id>-000001.parquet``)."""
+    return {part.name.removeprefix("part-").rsplit("-", 1)[0] for part in parts}
 
 
 def _keep_masks(sources: list[Path]) -> dict[int, pl.Series]:

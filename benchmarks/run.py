@@ -123,7 +123,8 @@ def startup() -> list[tuple[str, ...]]:
         "import sys, runpy; sys.argv=['batchrun','--help'];\n"
         "try:\n    runpy.run_module('batchrun', run_name='__main__')\n"
         "except SystemExit:\n    pass\n"
-        "heavy=[m for m in ('polars','aiohttp','pyarrow','pydantic','jinja2') if m in sys.modules]\n"
+        "names=('polars','aiohttp','pyarrow','pydantic','jinja2')\n"
+        "heavy=[m for m in names if m in sys.modules]\n"
         "print('imported:', ','.join(heavy) or 'none', file=sys.stderr)"
     )
     started = time.perf_counter()

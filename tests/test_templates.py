@@ -89,5 +89,8 @@ def test_column_rendering_declines_filters_and_floats() -> None:
 
     frame = pl.DataFrame({"q": ["x"], "f": [1.5]})
     assert compile_prompt(PromptSpec(user="{{ q | upper }}")).render_columns(frame) is None
-    assert compile_prompt(PromptSpec(user="{% if q %}{{ q }}{% endif %}")).render_columns(frame) is None
+    assert (
+        compile_prompt(PromptSpec(user="{% if q %}{{ q }}{% endif %}")).render_columns(frame)
+        is None
+    )
     assert compile_prompt(PromptSpec(user="{{ f }}")).render_columns(frame) is None
