@@ -34,11 +34,13 @@ from batchrun.errors import (
     RequestError,
     RowError,
     ServerError,
+    StreamCut,
     TimeoutFailure,
 )
 from batchrun.limits import parse_duration
 from batchrun.plan import Request
 from batchrun.redact import redact
+from batchrun.sse import StreamAssembler, StreamError, split_lines
 
 MAX_ERROR_BODY = 500
 MAX_RETRY_AFTER_S = 120.0
@@ -66,6 +68,9 @@ class Completion(NamedTuple):
     reasoning: str | None = None
     ratelimit_remaining: int | None = None
     ratelimit_reset_s: float | None = None
+    ttft_s: float | None = None
+    last_token_s: float | None = None
+    tool_calls: str | None = None
 
 
 class Sender(Protocol):
@@ -83,9 +88,11 @@ class GatewayClient:
         api_key: str | None,
         *,
         timeout_s: float = 120.0,
+        idle_timeout_s: float = 60.0,
         extra_headers: Mapping[str, str] | None = None,
         max_connections: int = 100,
     ) -> None:
+        self._idle_s = idle_timeout_s
         self._url = yarl.URL(base_url.rstrip("/") + "/chat/completions")
         self._secrets = [api_key] if api_key else []
         headers = {
@@ -117,6 +124,8 @@ class GatewayClient:
     async def complete(self, request: Request) -> Completion:
         """Send one request; return its completion or raise a classified ``RequestError``."""
         assert self._session is not None, "use GatewayClient as an async context manager"
+        if request.model.stream:
+            return await self._complete_stream(request)
         started = time.perf_counter()
         try:
             async with self._session.post(self._url, data=request.body) as response:
@@ -134,6 +143,79 @@ class GatewayClient:
             raise ConnectionFailure(self._redact(f"HTTP client error: {exc}")) from None
         latency = time.perf_counter() - started
         return parse_chat_response(status, headers, body, latency, self._secrets)
+
+    async def _complete_stream(self, request: Request) -> Completion:
+        """Send one streamed request; the answer counts only if a choice finished."""
+        assert self._session is not None
+        assembler = StreamAssembler()
+        timeout = aiohttp.ClientTimeout(total=self._timeout.total, sock_read=self._idle_s)
+        status = 0
+        headers: Mapping[str, str] = {}
+        try:
+            async with self._session.post(
+                self._url, data=request.body, timeout=timeout
+            ) as response:
+                status, headers = response.status, response.headers
+                kind = response.headers.get("Content-Type", "")
+                if status != 200 or "text/event-stream" not in kind:
+                    body = await response.read()
+                    latency = time.perf_counter() - assembler.started
+                    return parse_chat_response(status, headers, body, latency, self._secrets)
+                async for line in split_lines(response.content.iter_any()):
+                    assembler.feed(line)
+        except StreamError as exc:
+            raw = json.dumps(exc.payload, ensure_ascii=False).encode()
+            error = classify_error(200, headers, raw, exc.payload, self._secrets)
+            if isinstance(error, RowError | ModelUnavailable | FatalRequestError):
+                raise error from None
+            raise StreamCut(
+                f"error event in the stream: {error.message}", http_status=status, code=error.code
+            ) from None
+        except TimeoutError:
+            raise StreamCut(
+                f"the stream went quiet for {self._idle_s:g} s (or passed "
+                f"{self._timeout.total:g} s in all) after {len(assembler.text)} chunks",
+                http_status=status,
+            ) from None
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
+            raise StreamCut(
+                self._redact(f"the stream was cut after {len(assembler.text)} chunks: {exc}"),
+                http_status=status,
+            ) from None
+        except aiohttp.ClientConnectionError as exc:
+            raise ConnectionFailure(self._redact(f"connection failed: {exc}")) from None
+        except aiohttp.ClientError as exc:
+            raise ConnectionFailure(self._redact(f"HTTP client error: {exc}")) from None
+        latency = time.perf_counter() - assembler.started
+        if not assembler.complete:
+            ending = "[DONE] without" if assembler.done else "the connection closed without"
+            raise StreamCut(
+                f"the stream ended ({ending} a finish reason) after "
+                f"{sum(len(t) for t in assembler.text)} characters; a partial answer is not kept",
+                http_status=status,
+            )
+        usage = assembler.usage or {}
+        prompt, completion, total, cached, reasoning = usage_fields(usage)
+        return Completion(
+            "".join(assembler.text),
+            assembler.finish_reason,
+            prompt,
+            completion,
+            total,
+            cached,
+            reasoning,
+            assembler.response_id,
+            assembler.model,
+            status,
+            headers.get("X-Oneapi-Request-Id"),
+            latency,
+            "".join(assembler.reasoning) or None,
+            None,
+            None,
+            assembler.ttft_s(),
+            assembler.last_token_s(),
+            assembler.tool_calls_json(),
+        )
 
     def _redact(self, text: str) -> str:
         return redact(text, self._secrets)
@@ -158,26 +240,45 @@ def parse_chat_response(
         )
     choice = choices[0]
     message = _dict(choice.get("message"))
-    usage = _dict(payload.get("usage"))
-    prompt_details = usage.get("prompt_tokens_details") or {}
-    completion_details = usage.get("completion_tokens_details") or {}
+    prompt, completion, total, cached, reasoning_tokens = usage_fields(_dict(payload.get("usage")))
     reasoning = message.get("reasoning_content") or message.get("reasoning")
+    tool_calls = message.get("tool_calls")
     return Completion(
-        text=_str_or_none(message.get("content")),
-        finish_reason=_str_or_none(choice.get("finish_reason")),
-        prompt_tokens=_int_or_none(usage.get("prompt_tokens", usage.get("input_tokens"))),
-        completion_tokens=_int_or_none(usage.get("completion_tokens", usage.get("output_tokens"))),
-        total_tokens=_int_or_none(usage.get("total_tokens")),
-        cached_tokens=_int_or_none(_get(prompt_details, "cached_tokens")),
-        reasoning_tokens=_int_or_none(_get(completion_details, "reasoning_tokens")),
-        response_id=_str_or_none(payload.get("id")),
-        served_model=_str_or_none(payload.get("model")),
-        http_status=status,
-        gateway_request_id=headers.get("X-Oneapi-Request-Id"),
-        latency_s=latency_s,
-        reasoning=_str_or_none(reasoning),
-        ratelimit_remaining=_int_header(headers, "x-ratelimit-remaining-requests"),
-        ratelimit_reset_s=parse_duration(headers.get("x-ratelimit-reset-requests")),
+        _str_or_none(message.get("content")),
+        _str_or_none(choice.get("finish_reason")),
+        prompt,
+        completion,
+        total,
+        cached,
+        reasoning_tokens,
+        _str_or_none(payload.get("id")),
+        _str_or_none(payload.get("model")),
+        status,
+        headers.get("X-Oneapi-Request-Id"),
+        latency_s,
+        _str_or_none(reasoning),
+        _int_header(headers, "x-ratelimit-remaining-requests"),
+        parse_duration(headers.get("x-ratelimit-reset-requests")),
+        None,
+        None,
+        json.dumps(tool_calls) if isinstance(tool_calls, list) and tool_calls else None,
+    )
+
+
+def usage_fields(
+    usage: dict[str, Any],
+) -> tuple[int | None, int | None, int | None, int | None, int | None]:
+    """Prompt, completion, total, cached and reasoning tokens from any usage shape given."""
+    prompt_details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details")
+    completion_details = usage.get("completion_tokens_details") or usage.get(
+        "output_tokens_details"
+    )
+    return (
+        _int_or_none(usage.get("prompt_tokens", usage.get("input_tokens"))),
+        _int_or_none(usage.get("completion_tokens", usage.get("output_tokens"))),
+        _int_or_none(usage.get("total_tokens")),
+        _int_or_none(_get(prompt_details, "cached_tokens")),
+        _int_or_none(_get(completion_details, "reasoning_tokens")),
     )
 
 

@@ -48,6 +48,7 @@ class MockSettings(_Strict):
     model_latency_ms: dict[str, Annotated[float, Field(ge=0)]] = {}
     latency_sigma: Annotated[float, Field(ge=0, le=3)] = 0.0
     accuracy: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}
+    stream_chunk_ms: Annotated[float, Field(ge=0)] = 0.0
     models: list[str] | None = None
     seed: int = 0
 
@@ -174,6 +175,7 @@ class ModelSpec(_Strict):
     rpm: PositiveFloat | None = None
     tpm: PositiveFloat | None = None
     concurrency: PositiveInt | None = None
+    stream: bool | None = None
 
     @property
     def name(self) -> str:
@@ -194,6 +196,7 @@ class Limits(_Strict):
     backoff_max_s: PositiveFloat = 30.0
     adaptive: bool = True
     budget_usd: PositiveFloat | None = None
+    stream_idle_timeout_s: PositiveFloat = 60.0
 
 
 class OutputSpec(_Strict):
@@ -285,6 +288,7 @@ class Job(_Strict):
     models: Annotated[list[ModelSpec], Field(min_length=1)]
     params: dict[str, Any] = {}
     samples: Annotated[int, Field(ge=1, le=1000)] = 1
+    stream: bool = False
     limits: Limits = Limits()
     output: OutputSpec
     prices: dict[str, Price] = {}

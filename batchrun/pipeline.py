@@ -357,6 +357,7 @@ async def _execute_locked(
                 base_url,
                 prepared.api_key,
                 timeout_s=job.limits.timeout_s,
+                idle_timeout_s=job.limits.stream_idle_timeout_s,
                 extra_headers=headers,
                 max_connections=job.limits.concurrency,
             ) as client:
@@ -534,6 +535,7 @@ async def _gateway_url(prepared: Prepared) -> AsyncIterator[str]:
             model_latency_ms=dict(mock.model_latency_ms),
             latency_sigma=mock.latency_sigma,
             accuracy=dict(mock.accuracy),
+            stream_chunk_ms=mock.stream_chunk_ms,
             seed=mock.seed,
         )
         async with serve(Gateway(settings)) as url:

@@ -40,6 +40,7 @@ class PlannedModel:
     key_prefix: bytes
     body_head: bytes
     body_tail: bytes
+    stream: bool = False
 
 
 class Request(NamedTuple):
@@ -140,11 +141,23 @@ def request_key(key_prefix: bytes, prompt_id: str, messages_json: bytes, sample:
     return digest.hexdigest()
 
 
-def plan_model(index: int, spec: ModelSpec, job_params: dict[str, Any]) -> PlannedModel:
-    """Merge the model's parameters over the job's and precompute its body pieces."""
+def plan_model(
+    index: int, spec: ModelSpec, job_params: dict[str, Any], stream: bool = False
+) -> PlannedModel:
+    """Merge the model's parameters over the job's and precompute its body pieces.
+
+    A streamed model always asks for usage (``stream_options.include_usage``).
+    """
     params = {**job_params, **spec.params}
     params.pop("model", None)
     params.pop("messages", None)
+    streamed = spec.stream if spec.stream is not None else stream
+    if streamed:
+        params["stream"] = True
+        params["stream_options"] = {**params.get("stream_options", {}), "include_usage": True}
+    else:
+        params.pop("stream", None)
+        params.pop("stream_options", None)
     canonical = json.dumps({"model": spec.id, "params": params}, sort_keys=True)
     head = b'{"model":' + json.dumps(spec.id).encode() + b',"messages":'
     tail = b"".join(
@@ -161,6 +174,7 @@ def plan_model(index: int, spec: ModelSpec, job_params: dict[str, Any]) -> Plann
         key_prefix=canonical.encode(),
         body_head=head,
         body_tail=tail + b"}",
+        stream=streamed,
     )
 
 
@@ -192,5 +206,5 @@ def build_plan(job: Job, frame: pl.DataFrame, template: PromptTemplate) -> Plan:
     carried = frame.with_columns(
         prompt_series.alias(PROMPT_COLUMN), messages_series.alias(MESSAGES_COLUMN)
     )
-    models = [plan_model(i, spec, job.params) for i, spec in enumerate(job.models)]
+    models = [plan_model(i, spec, job.params, job.stream) for i, spec in enumerate(job.models)]
     return Plan(job, carried, models)

@@ -239,11 +239,23 @@ def _ok(request: Request, completion: Completion, attempts: int, started: float)
         cached_tokens=completion.cached_tokens,
         reasoning_tokens=completion.reasoning_tokens,
         latency_s=completion.latency_s,
+        ttft_s=completion.ttft_s,
+        time_to_last_token_s=completion.last_token_s,
+        output_tokens_per_s=_tokens_per_s(completion),
+        tool_calls=completion.tool_calls,
         http_status=completion.http_status,
         response_id=completion.response_id,
         served_model=completion.served_model,
         gateway_request_id=completion.gateway_request_id,
     )
+
+
+def _tokens_per_s(completion: Completion) -> float | None:
+    """Output tokens a second between the first and the last token of a stream."""
+    first, last = completion.ttft_s, completion.last_token_s
+    if first is None or last is None or last <= first or not completion.completion_tokens:
+        return None
+    return completion.completion_tokens / (last - first)
 
 
 def _failed(request: Request, error: RequestError, attempts: int, started: float) -> Result:

@@ -44,6 +44,8 @@ RESULT_SCHEMA: dict[str, pl.DataType] = {
     "cost_usd": pl.Float64(),
     "latency_s": pl.Float64(),
     "ttft_s": pl.Float64(),
+    "time_to_last_token_s": pl.Float64(),
+    "output_tokens_per_s": pl.Float64(),
     "started_at": pl.Datetime("us", "UTC"),
     "finished_at": pl.Datetime("us", "UTC"),
     "status": pl.String(),
@@ -54,6 +56,7 @@ RESULT_SCHEMA: dict[str, pl.DataType] = {
     "response_id": pl.String(),
     "served_model": pl.String(),
     "gateway_request_id": pl.String(),
+    "tool_calls": pl.String(),
 }
 _TIME_COLUMNS = ("started_at", "finished_at")
 # Carried columns from the prompt set that would clash with a result column get this prefix.
@@ -89,12 +92,15 @@ class Result(NamedTuple):
     cost_usd: float | None = None
     latency_s: float | None = None
     ttft_s: float | None = None
+    time_to_last_token_s: float | None = None
+    output_tokens_per_s: float | None = None
     error_type: str | None = None
     error_message: str | None = None
     http_status: int | None = None
     response_id: str | None = None
     served_model: str | None = None
     gateway_request_id: str | None = None
+    tool_calls: str | None = None
 
 
 def new_run_id() -> str:

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from batchrun.gateway.faults import ANSWER_SCENARIOS, FAULTS, FaultContext
 from batchrun.gateway.replies import answer, count_tokens
+from batchrun.gateway.streaming import STREAM_SCENARIOS, stream_answer
 
 SCENARIO_HEADER = "X-Sim-Scenario"
 DEFAULT_MODELS = ("gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.5-flash", "deepseek-chat")
@@ -47,6 +48,8 @@ class GatewaySettings:
     rate_limit_style: str = "S10"
     rate_limit_burst_s: float | None = None
     ratelimit_headers: bool = False
+    stream_chunk_ms: float = 0.0
+    stall_s: float = 2.0
     seed: int = 0
 
 
@@ -166,11 +169,12 @@ class Gateway:
         self.stats.by_path[request.path] += 1
         request_id = self._request_id()
         response = await self._chat(request, request_id)
-        response.headers["X-Oneapi-Request-Id"] = request_id
+        if not response.prepared:
+            response.headers["X-Oneapi-Request-Id"] = request_id
         self.stats.by_status[response.status] += 1
         return response
 
-    async def _chat(self, request: web.Request, request_id: str) -> web.Response:
+    async def _chat(self, request: web.Request, request_id: str) -> web.StreamResponse:
         auth = request.headers.get("Authorization", "")
         self.stats.authorizations.append(auth)
         ctx = FaultContext(request_id=request_id, model="")
@@ -207,7 +211,8 @@ class Gateway:
             self.stats.rate_limited += 1
             return limited
         scenario = self._scenario(request, model)
-        if scenario is not None and scenario not in FAULTS and scenario not in ANSWER_SCENARIOS:
+        known = FAULTS.keys() | ANSWER_SCENARIOS | STREAM_SCENARIOS
+        if scenario is not None and scenario not in known:
             return web.json_response(
                 {
                     "error": {
@@ -224,7 +229,39 @@ class Gateway:
             await asyncio.sleep(delay)
         if scenario is not None and scenario in FAULTS:
             return FAULTS[scenario](ctx)
+        if body.get("stream") is True:
+            return await self._stream(request, body, model, request_id, scenario)
         return self._answer(body, model, request_id, scenario)
+
+    async def _stream(
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        model: str,
+        request_id: str,
+        scenario: str | None,
+    ) -> web.StreamResponse:
+        answered = self._answer(body, model, request_id, scenario)
+        payload = json.loads(answered.body) if isinstance(answered.body, bytes) else {}
+        message = payload["choices"][0]["message"]
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        usage = payload.get("usage") or {
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "total_tokens": 0,
+        }
+        return await stream_answer(
+            request,
+            request_id=request_id,
+            model=model,
+            text=message.get("content") or "",
+            usage=usage,
+            include_usage=include_usage,
+            scenario=scenario,
+            chunk_delay_s=self.settings.stream_chunk_ms / 1000.0,
+            stall_s=self.settings.stall_s,
+        )
 
     def _scenario(self, request: web.Request, model: str) -> str | None:
         named = request.headers.get(SCENARIO_HEADER) or self.settings.model_scenarios.get(model)
