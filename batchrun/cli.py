@@ -117,6 +117,11 @@ def main() -> None:
     type=click.FloatRange(0),
     help="Seconds requests in flight may take to finish after Ctrl-C or SIGTERM.",
 )
+@click.option(
+    "--no-model-check",
+    is_flag=True,
+    help="Send even to models the gateway's model list does not show (warn only).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
@@ -128,6 +133,7 @@ def run(
     fresh: bool,
     shard: str | None,
     grace: float,
+    no_model_check: bool,
     quiet: bool,
     as_json: bool,
     debug: bool,
@@ -141,7 +147,13 @@ def run(
     if dry_run:
         _print_plan(prepared)
         return
-    options = RunOptions(retry_errors=retry_errors, shard=slice_, fresh=fresh, grace_s=grace)
+    options = RunOptions(
+        retry_errors=retry_errors,
+        shard=slice_,
+        fresh=fresh,
+        grace_s=grace,
+        model_check=not no_model_check,
+    )
     report = _execute(prepared, options, quiet=quiet, debug=debug)
     _finish(prepared, report, tolerance, as_json=as_json)
 
@@ -276,8 +288,6 @@ def _parse_shard(value: str | None) -> tuple[int, int] | None:
 
 
 def _print_plan(prepared: Prepared) -> None:
-    from batchrun.pricing import PER_TOKENS
-
     plan = prepared.plan
     job = prepared.loaded.job
     samples = job.samples
@@ -286,7 +296,6 @@ def _print_plan(prepared: Prepared) -> None:
         f"plan: {plan.rows} rows x {len(plan.models)} models x {samples} samples = "
         f"{plan.total} requests"
     )
-    per_model_input = plan.estimated_input_tokens() // max(len(plan.models), 1)
     click.echo(f"estimated input tokens: {plan.estimated_input_tokens():,}")
     uncapped = [m.name for m in plan.models if not m.max_output_tokens]
     max_out = sum(m.max_output_tokens for m in plan.models) * plan.rows * samples
@@ -297,20 +306,12 @@ def _print_plan(prepared: Prepared) -> None:
         )
     else:
         click.echo(f"maximum output tokens: {max_out:,}")
-    low = high = 0.0
-    unpriced = []
-    for spec, model in zip(job.models, plan.models, strict=True):
-        price = prepared.prices.price_of(spec)
-        if price is None:
-            unpriced.append(spec.name)
-            continue
-        low += per_model_input * price.input / PER_TOKENS
-        high += (
-            per_model_input * price.input
-            + model.max_output_tokens * plan.rows * samples * price.output
-        ) / PER_TOKENS
-    if len(unpriced) < len(job.models):
-        ceiling = "unbounded" if uncapped else f"${high:,.4f}"
+    from batchrun.pipeline import estimated_cost
+
+    low, high = estimated_cost(prepared)
+    unpriced = prepared.prices.unpriced(job.models)
+    if low is not None:
+        ceiling = "unbounded" if high is None else f"${high:,.4f}"
         click.echo(f"estimated cost: ${low:,.4f} (input only) to {ceiling} (every output at max)")
     if unpriced:
         click.echo(f"no price for: {', '.join(unpriced)} (add them under prices:)")
@@ -416,6 +417,127 @@ def score(job: str, results: Path | None, debug: bool) -> None:
 
     target, count, names = _guard(debug, go)
     click.echo(f"scored {count} rows of {target} ({names or 'no scores declared'})")
+
+
+def _gateway_target(
+    job: str | None, base_url: str | None, api_key_env: str | None
+) -> tuple[Any, str | None, str | None, Any]:
+    """The job (if any), base URL, key and prepared plan (if a job) a query goes to."""
+    import os
+
+    from batchrun.config import MockProvider, resolve_api_key
+    from batchrun.pipeline import prepare
+
+    if (job is None) == (base_url is None):
+        raise Failure("give either --job JOB or --base-url URL", EXIT_USAGE)
+    if job is not None:
+        prepared = prepare(job, require_key=True)
+        loaded = prepared.loaded.job
+        url = "the built-in gateway" if isinstance(loaded.provider, MockProvider) else None
+        return loaded, url, resolve_api_key(loaded), prepared
+    key = os.environ.get(api_key_env, "").strip() if api_key_env else None
+    if api_key_env and not key:
+        raise Failure(
+            f"--api-key-env: the environment variable {api_key_env} is not set", EXIT_USAGE
+        )
+    return None, base_url, key, None
+
+
+@main.command()
+@click.option("--job", type=click.Path(dir_okay=False, path_type=str), help="Use JOB's gateway.")
+@click.option("--base-url", help="A gateway's base URL, like https://aihubmix.com/v1.")
+@click.option(
+    "--api-key-env", metavar="VAR", help="The variable holding the key (with --base-url)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+def models(
+    job: str | None, base_url: str | None, api_key_env: str | None, as_json: bool, debug: bool
+) -> None:
+    """List the models the gateway offers to this key (GET /v1/models)."""
+    from batchrun.catalog import CatalogError
+    from batchrun.errors import ConnectionFailure
+    from batchrun.pipeline import fetch_models, query_gateway
+
+    def go() -> list[Any]:
+        target, url, key, _ = _gateway_target(job, base_url, api_key_env)
+        try:
+            return query_gateway(target, url, key, fetch_models)
+        except (CatalogError, ConnectionFailure) as exc:
+            raise Failure(f"no model list from the gateway: {exc}", EXIT_USAGE) from None
+
+    listed = sorted(_guard(debug, go), key=lambda m: m.id)
+    if as_json:
+        click.echo(json.dumps([vars(m) for m in listed], indent=2))
+        return
+    rows = [{"id": m.id, "owned_by": m.owned_by, "created": _date(m.created)} for m in listed]
+    click.echo(
+        format_rows(rows, [("id", "model"), ("owned_by", "owned by"), ("created", "created")])
+    )
+    click.echo(f"{len(listed)} models", err=True)
+
+
+@main.command()
+@click.option("--job", type=click.Path(dir_okay=False, path_type=str), help="Use JOB's gateway.")
+@click.option("--base-url", help="A gateway's base URL, like https://aihubmix.com/v1.")
+@click.option(
+    "--api-key-env", metavar="VAR", help="The variable holding the key (with --base-url)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+def balance(
+    job: str | None, base_url: str | None, api_key_env: str | None, as_json: bool, debug: bool
+) -> None:
+    """Show what is left on the key, and with --job what the job may cost against it.
+
+    Reads /dashboard/billing/subscription and /dashboard/billing/usage, or
+    new-api's /api/usage/token/ (500,000 quota = $1).
+    """
+    from batchrun.catalog import CatalogError
+    from batchrun.errors import ConnectionFailure
+    from batchrun.pipeline import estimated_cost, fetch_balance, query_gateway
+
+    def go() -> tuple[Any, Any]:
+        target, url, key, prepared = _gateway_target(job, base_url, api_key_env)
+        try:
+            return query_gateway(target, url, key, fetch_balance), prepared
+        except (CatalogError, ConnectionFailure) as exc:
+            raise Failure(f"no balance from the gateway: {exc}", EXIT_USAGE) from None
+
+    found, prepared = _guard(debug, go)
+    low, high = estimated_cost(prepared) if prepared is not None else (None, None)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {**vars(found), "job_cost_low_usd": low, "job_cost_high_usd": high}, indent=2
+            )
+        )
+        return
+    if found.unlimited:
+        click.echo(f"balance: unlimited (used ${found.used_usd or 0:,.4f}; from {found.source})")
+    else:
+        click.echo(
+            f"balance: ${found.remaining_usd:,.4f} left of ${found.limit_usd or 0:,.2f} "
+            f"(used ${found.used_usd or 0:,.4f}; from {found.source})"
+        )
+    if low is not None:
+        ceiling = "unbounded" if high is None else f"${high:,.4f}"
+        click.echo(f"this job: ${low:,.4f} (input only) to {ceiling} (every output at max)")
+        if high is not None and not found.unlimited and found.remaining_usd < high:
+            click.echo("warning: the balance may not cover the job", err=True)
+
+
+def _date(stamp: int | None) -> str | None:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d") if stamp else None
+
+
+def format_rows(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
+    """Rows as an aligned table (imports the summary module only when needed)."""
+    from batchrun.summary import format_table
+
+    return format_table(rows, columns)
 
 
 @main.command()

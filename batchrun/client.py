@@ -93,7 +93,8 @@ class GatewayClient:
         max_connections: int = 100,
     ) -> None:
         self._idle_s = idle_timeout_s
-        self._url = yarl.URL(base_url.rstrip("/") + "/chat/completions")
+        self._base = yarl.URL(base_url.rstrip("/") + "/")
+        self._url = self._base / "chat/completions"
         self._secrets = [api_key] if api_key else []
         headers = {
             "Content-Type": "application/json",
@@ -216,6 +217,22 @@ class GatewayClient:
             assembler.last_token_s(),
             assembler.tool_calls_json(),
         )
+
+    async def get_json(self, path: str) -> tuple[int, Any]:
+        """``GET`` a path relative to the base URL (``models``, ``../api/...``): status and JSON.
+
+        Raises ``ConnectionFailure`` when the gateway cannot be reached.
+        """
+        assert self._session is not None, "use GatewayClient as an async context manager"
+        url = self._base.join(yarl.URL(path.lstrip("/")))
+        try:
+            async with self._session.get(url) as response:
+                body = await response.read()
+                return response.status, _json_or_none(body)
+        except TimeoutError:
+            raise ConnectionFailure(f"no answer from {url} in time") from None
+        except aiohttp.ClientError as exc:
+            raise ConnectionFailure(self._redact(f"cannot reach {url}: {exc}")) from None
 
     def _redact(self, text: str) -> str:
         return redact(text, self._secrets)

@@ -18,10 +18,20 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import polars as pl
 
+if TYPE_CHECKING:
+    from batchrun.client import GatewayClient
+from batchrun.catalog import (
+    Balance,
+    CatalogError,
+    ModelInfo,
+    parse_models,
+    parse_subscription,
+    parse_token_usage,
+)
 from batchrun.config import (
     HttpProvider,
     Job,
@@ -31,13 +41,13 @@ from batchrun.config import (
     resolve_api_key,
 )
 from batchrun.dataset import read_dataset
-from batchrun.errors import JobError
+from batchrun.errors import ConnectionFailure, JobError
 from batchrun.judge import check_rubric, judge_output, judge_plan, merge_judgements
 from batchrun.limits import Limiter, ScopeLimits
 from batchrun.lock import RunLock
 from batchrun.manifest import describe_run, write_manifest
 from batchrun.plan import Plan, Request, build_plan
-from batchrun.pricing import PriceTable, cost_usd, load_prices
+from batchrun.pricing import PER_TOKENS, PriceTable, cost_usd, load_prices
 from batchrun.progress import Progress
 from batchrun.runner import RetryPolicy, Runner, RunOutcome
 from batchrun.scoring import check_expected_columns, score_file
@@ -64,6 +74,7 @@ class RunOptions:
     shard: tuple[int, int] | None = None
     fresh: bool = False
     grace_s: float = 10.0
+    model_check: bool = True
 
 
 @dataclass
@@ -361,6 +372,9 @@ async def _execute_locked(
                 extra_headers=headers,
                 max_connections=job.limits.concurrency,
             ) as client:
+                if pending:
+                    await check_models(client, job, base_url, options, notify)
+                    await report_balance(client, prepared, notify)
                 runner = Runner(client, record, limiter, retry=retry)
                 outcome = await _run_until_signalled(
                     runner, sources, options.grace_s, signals, notify
@@ -473,6 +487,135 @@ def set_aside(output: Path, prompts: pl.DataFrame) -> Path | None:
     return kept
 
 
+async def fetch_models(client: GatewayClient) -> list[ModelInfo]:
+    """The gateway's model list; ``CatalogError`` when it gives none."""
+    status, payload = await client.get_json("models")
+    if status != 200 and not isinstance(payload, dict):
+        raise CatalogError(f"HTTP {status} from the models endpoint")
+    return parse_models(payload)
+
+
+async def fetch_balance(client: GatewayClient) -> Balance:
+    """What is left on the key, from whichever billing endpoint the gateway has."""
+    problems = []
+    status, subscription = await client.get_json("dashboard/billing/subscription")
+    if status == 200:
+        _, usage = await client.get_json("dashboard/billing/usage")
+        try:
+            return parse_subscription(subscription, usage)
+        except CatalogError as exc:
+            problems.append(str(exc))
+    status, token = await client.get_json("../api/usage/token/")
+    if status == 200:
+        try:
+            return parse_token_usage(token)
+        except CatalogError as exc:
+            problems.append(str(exc))
+    raise CatalogError("; ".join(problems) or "the gateway offers no balance endpoint")
+
+
+async def check_models(
+    client: GatewayClient,
+    job: Job,
+    base_url: str,
+    options: RunOptions,
+    notify: Callable[[str], None],
+) -> None:
+    """Before sending: every model of the job must be on the gateway's list."""
+    try:
+        offered = {model.id for model in await fetch_models(client)}
+    except (CatalogError, ConnectionFailure) as exc:
+        notify(f"warning: could not check the model list at {base_url} ({exc}); sending anyway")
+        return
+    missing = [m.id for m in job.models if m.id not in offered]
+    if not missing:
+        return
+    message = (
+        f"model {missing[0]!r} is not offered by the gateway at {base_url} "
+        f"({len(offered)} models are; `batchrun models --base-url {base_url}` lists them)"
+    )
+    if not options.model_check:
+        notify(f"warning: {message}; sending anyway (--no-model-check)")
+        return
+    raise JobError(f"models: {message}; fix the id, or pass --no-model-check to send anyway")
+
+
+async def report_balance(
+    client: GatewayClient, prepared: Prepared, notify: Callable[[str], None]
+) -> None:
+    """Say what the job may cost against what is left on the key, where both are known."""
+    high = estimated_cost(prepared)[1]
+    if high is None:
+        return
+    try:
+        balance = await fetch_balance(client)
+    except (CatalogError, ConnectionFailure):
+        return
+    if balance.unlimited:
+        notify(f"balance: unlimited; this job may cost up to ${high:,.4f}")
+        return
+    assert balance.remaining_usd is not None
+    verdict = "" if balance.remaining_usd >= high else " (warning: it may not be enough)"
+    notify(
+        f"balance: ${balance.remaining_usd:,.4f} left; this job may cost up to ${high:,.4f}"
+        f"{verdict}"
+    )
+
+
+def estimated_cost(prepared: Prepared) -> tuple[float | None, float | None]:
+    """The job's cost if no output were written, and if every output ran to max_tokens.
+
+    Models without a price are left out; None when no model has one, and the
+    upper bound is None when some priced model has no max_tokens.
+    """
+    plan = prepared.plan
+    per_model_input = plan.estimated_input_tokens() / max(len(plan.models), 1)
+    requests_per_model = plan.rows * prepared.loaded.job.samples
+    low = high = 0.0
+    priced = uncapped = False
+    for spec, model in zip(prepared.loaded.job.models, plan.models, strict=True):
+        price = prepared.prices.price_of(spec)
+        if price is None:
+            continue
+        priced = True
+        uncapped = uncapped or not model.max_output_tokens
+        low += per_model_input * price.input / PER_TOKENS
+        high += (
+            per_model_input * price.input
+            + model.max_output_tokens * requests_per_model * price.output
+        ) / PER_TOKENS
+    if not priced:
+        return None, None
+    return low, None if uncapped else high
+
+
+T2 = TypeVar("T2")
+
+
+def query_gateway(
+    job: Job | None,
+    base_url: str | None,
+    api_key: str | None,
+    ask: Callable[[GatewayClient], Coroutine[Any, Any, T2]],
+) -> T2:
+    """Open a client on the job's gateway (or ``base_url``) and run one query with it."""
+    from batchrun.client import GatewayClient
+
+    async def go() -> T2:
+        if job is not None:
+            headers = job.provider.headers if isinstance(job.provider, HttpProvider) else {}
+            async with (
+                gateway_url(job) as url,
+                GatewayClient(url, api_key, timeout_s=30, extra_headers=headers) as client,
+            ):
+                return await ask(client)
+        assert base_url is not None
+        async with GatewayClient(base_url, api_key, timeout_s=30) as client:
+            return await ask(client)
+
+    return run_async(go())
+
+
 def record_manifest(prepared: Prepared, report: RunReport, exit_code: int) -> Path:
     """Write the run's manifest beside its output; its path."""
     fatal = report.outcome.fatal
@@ -524,7 +667,14 @@ def build_limiter(job: Job) -> Limiter:
 @contextlib.asynccontextmanager
 async def _gateway_url(prepared: Prepared) -> AsyncIterator[str]:
     """The base URL to send to: the job's, or a built-in gateway started for this run."""
-    provider = prepared.loaded.job.provider
+    async with gateway_url(prepared.loaded.job) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def gateway_url(job: Job) -> AsyncIterator[str]:
+    """The job's base URL, or that of a built-in gateway started for as long as it is used."""
+    provider = job.provider
     if isinstance(provider, MockProvider):
         from batchrun.gateway import Gateway, GatewaySettings, serve
 
@@ -541,8 +691,7 @@ async def _gateway_url(prepared: Prepared) -> AsyncIterator[str]:
         async with serve(Gateway(settings)) as url:
             yield url
     else:
-        assert prepared.base_url is not None
-        yield prepared.base_url
+        yield provider.base_url
 
 
 def run_job(

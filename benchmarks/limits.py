@@ -97,7 +97,7 @@ def main() -> None:
         with gateway_process(models=["model-a"], latency_ms=5) as url:
             folder = base / "no-channel"
             job = write_job(folder, url, ROWS)
-            code, _, _ = run_batchrun(job)
+            code, _, _ = run_batchrun(job, "--no-model-check")
             frame = pl.read_parquet(folder / "results.parquet")
             stats = gateway_stats(url)
             sent = {m: stats["by_model"].get(m, 0) for m in ("model-a", "model-b")}

@@ -253,7 +253,7 @@ def test_bad_job(gateway: GatewayThread, setup: Callable[[Job], None], expected:
         assert expected in lines[0]
         assert "job.yaml" in lines[0] or expected.split(":")[0] in lines[0]
         assert "Traceback" not in result.output
-    assert gateway.gateway.stats.requests == 0
+    assert gateway.gateway.stats.all_requests == 0
 
 
 @pytest.mark.parametrize(
@@ -270,7 +270,7 @@ def test_broken_yaml(gateway: GatewayThread, text: str, expected: str) -> None:
     result = invoke("run", "job.yaml")
     assert result.exit_code == 2
     assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    assert gateway.gateway.stats.requests == 0
+    assert gateway.gateway.stats.all_requests == 0
 
 
 def test_missing_job_file() -> None:
@@ -293,7 +293,7 @@ def test_bad_options(gateway: GatewayThread, option: str, value: str, expected: 
     Path("job.yaml").write_text(yaml.safe_dump(job_dict(gateway.url)))
     result = invoke("run", "job.yaml", option, value)
     assert result.exit_code == 2 and expected in result.stderr
-    assert gateway.gateway.stats.requests == 0
+    assert gateway.gateway.stats.all_requests == 0
 
 
 def test_debug_shows_the_traceback(gateway: GatewayThread) -> None:
@@ -314,7 +314,7 @@ def test_validate_prints_plan_with_cost(gateway: GatewayThread) -> None:
     assert "maximum output tokens: 384" in result.stdout
     assert "estimated cost: $" in result.stdout
     assert "no price for: b" in result.stdout
-    assert gateway.gateway.stats.requests == 0
+    assert gateway.gateway.stats.all_requests == 0
 
 
 def test_validate_shows_plan_then_flags_unset_key(

@@ -141,7 +141,7 @@ def test_lock_refuses_a_second_run(gateway: GatewayThread) -> None:
     assert result.exit_code == 2
     assert "is being written by another batchrun run" in result.output
     assert "other-run" in result.output
-    assert gateway.gateway.stats.requests == 0
+    assert gateway.gateway.stats.all_requests == 0
 
 
 def test_stale_lock_is_taken_over(gateway: GatewayThread) -> None:

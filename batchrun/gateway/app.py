@@ -27,7 +27,12 @@ from batchrun.gateway.replies import answer, count_tokens
 from batchrun.gateway.streaming import STREAM_SCENARIOS, stream_answer
 
 SCENARIO_HEADER = "X-Sim-Scenario"
-DEFAULT_MODELS = ("gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.5-flash", "deepseek-chat")
+# Listed when no model list is configured (any model is then served): a few real-looking
+# ids and the generic ones the examples and tests use.
+DEFAULT_MODELS = (
+    "gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.5-flash", "deepseek-chat",
+    "text-embedding-3-small", "model-a", "model-b", "model-c", "judge-model",
+)  # fmt: skip
 
 
 @dataclass
@@ -50,6 +55,10 @@ class GatewaySettings:
     ratelimit_headers: bool = False
     stream_chunk_ms: float = 0.0
     stall_s: float = 2.0
+    models_shape: str = "oneapi"  # oneapi | newapi | newapi2026
+    balance_usd: float = 100.0  # the key's limit; > 100,000,000 means unlimited
+    used_usd: float = 12.5
+    billing: str = "dashboard"  # dashboard | token_usage (new-api's /api/usage/token/)
     seed: int = 0
 
 
@@ -57,7 +66,8 @@ class GatewaySettings:
 class GatewayStats:
     """What the gateway received and answered."""
 
-    requests: int = 0
+    requests: int = 0  # generation requests (chat, responses, messages, embeddings...)
+    all_requests: int = 0  # everything, model lists and billing included
     by_path: collections.Counter[str] = field(default_factory=collections.Counter)
     by_model: collections.Counter[str] = field(default_factory=collections.Counter)
     by_status: collections.Counter[int] = field(default_factory=collections.Counter)
@@ -124,6 +134,13 @@ class Gateway:
         app = web.Application(client_max_size=64 * 1024**2)
         app.router.add_post("/v1/chat/completions", self.chat_completions)
         app.router.add_get("/v1/models", self.list_models)
+        app.router.add_get("/v1/models/{model}", self.show_model)
+        for prefix in ("", "/v1"):
+            app.router.add_get(f"{prefix}/dashboard/billing/subscription", self.subscription)
+            app.router.add_get(f"{prefix}/dashboard/billing/usage", self.usage)
+        app.router.add_get("/api/usage/token/", self.token_usage)
+        app.router.add_route("*", "/v1/batches", self.invalid_url)
+        app.router.add_route("*", "/v1/files", self.no_channel)
         app.router.add_get("/_sim/stats", self.show_stats)
         return app
 
@@ -133,6 +150,7 @@ class Gateway:
         return web.json_response(
             {
                 "requests": stats.requests,
+                "all_requests": stats.all_requests,
                 "by_path": dict(stats.by_path),
                 "by_model": dict(stats.by_model),
                 "by_status": {str(k): v for k, v in stats.by_status.items()},
@@ -144,11 +162,24 @@ class Gateway:
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
         return f"{stamp}{next(self._ids):09d}batchrun"
 
+    def _authorized(self, request: web.Request) -> bool:
+        key = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        key = key.removeprefix("sk-")
+        if not key:
+            return False
+        return self.settings.keys is None or key in {
+            k.removeprefix("sk-") for k in self.settings.keys
+        }
+
+    def _offered(self) -> list[str]:
+        return list(self.settings.models or DEFAULT_MODELS)
+
     async def list_models(self, request: web.Request) -> web.Response:
-        """``GET /v1/models`` in one-api's list shape."""
-        self.stats.requests += 1
+        """``GET /v1/models`` in the list shape of one-api, new-api (2025) or new-api (2026)."""
+        self.stats.all_requests += 1
         self.stats.by_path[request.path] += 1
-        models = self.settings.models or list(DEFAULT_MODELS)
+        if not self._authorized(request):
+            return FAULTS["S07"](FaultContext(request_id=self._request_id(), model=""))
         data = [
             {
                 "id": model,
@@ -159,13 +190,106 @@ class Gateway:
                 "root": model,
                 "parent": None,
             }
-            for model in models
+            for model in self._offered()
         ]
+        shape = self.settings.models_shape
+        if shape == "newapi":
+            return web.json_response({"success": True, "data": data})
+        if shape == "newapi2026":
+            return web.json_response({"success": True, "object": "list", "data": data})
         return web.json_response({"object": "list", "data": data})
+
+    async def show_model(self, request: web.Request) -> web.Response:
+        """``GET /v1/models/{id}``: only a static table; 200 with an error for the rest (S27)."""
+        self.stats.all_requests += 1
+        model = request.match_info["model"]
+        if model in DEFAULT_MODELS[:4]:
+            return web.json_response({"id": model, "object": "model", "owned_by": "batchrun"})
+        return web.json_response(
+            {
+                "error": {
+                    "message": f"The model '{model}' does not exist",
+                    "type": "invalid_request_error",
+                    "param": "model",
+                    "code": "model_not_found",
+                }
+            }
+        )
+
+    async def subscription(self, request: web.Request) -> web.Response:
+        """``/dashboard/billing/subscription``: the key's limit in dollars (S28)."""
+        self.stats.all_requests += 1
+        self.stats.by_path[request.path] += 1
+        if self.settings.billing != "dashboard":
+            return web.json_response({"error": {"message": "Invalid URL", "type": "x"}}, status=404)
+        if not self._authorized(request):
+            return web.json_response({"error": {"message": "无效的令牌", "type": "one_api_error"}})
+        limit = self.settings.balance_usd
+        return web.json_response(
+            {
+                "object": "billing_subscription",
+                "has_payment_method": True,
+                "soft_limit_usd": limit,
+                "hard_limit_usd": limit,
+                "system_hard_limit_usd": limit,
+                "access_until": 0,
+            }
+        )
+
+    async def usage(self, request: web.Request) -> web.Response:
+        """``/dashboard/billing/usage``: what was used, in cents (S28)."""
+        self.stats.all_requests += 1
+        if not self._authorized(request):
+            return web.json_response({"error": {"message": "无效的令牌", "type": "one_api_error"}})
+        return web.json_response({"object": "list", "total_usage": self.settings.used_usd * 100})
+
+    async def token_usage(self, request: web.Request) -> web.Response:
+        """new-api's ``/api/usage/token/`` in quota units (500,000 = $1)."""
+        self.stats.all_requests += 1
+        if self.settings.billing != "token_usage":
+            return web.Response(status=404, text="404 page not found")
+        quota = 500_000
+        limit, used = self.settings.balance_usd, self.settings.used_usd
+        return web.json_response(
+            {
+                "code": True,
+                "message": "ok",
+                "data": {
+                    "object": "token_usage",
+                    "name": "key",
+                    "total_granted": limit * quota,
+                    "total_used": used * quota,
+                    "total_available": (limit - used) * quota,
+                    "unlimited_quota": limit >= 100_000_000,
+                    "expires_at": 0,
+                },
+            }
+        )
+
+    async def invalid_url(self, request: web.Request) -> web.Response:
+        """No Batch API on these gateways (S29)."""
+        self.stats.all_requests += 1
+        return web.json_response(
+            {
+                "error": {
+                    "message": f"Invalid URL ({request.method} {request.path})",
+                    "type": "invalid_request_error",
+                    "param": "",
+                    "code": "",
+                }
+            },
+            status=404,
+        )
+
+    async def no_channel(self, request: web.Request) -> web.Response:
+        """``/v1/files``: the distributor answers first, for the empty model (S29)."""
+        self.stats.all_requests += 1
+        return FAULTS["S09"](FaultContext(request_id=self._request_id(), model=""))
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/chat/completions``: auth, model, limits, latency, fault or answer."""
         self.stats.requests += 1
+        self.stats.all_requests += 1
         self.stats.by_path[request.path] += 1
         request_id = self._request_id()
         response = await self._chat(request, request_id)
