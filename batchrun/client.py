@@ -37,6 +37,7 @@ from batchrun.errors import (
     StreamCut,
     TimeoutFailure,
 )
+from batchrun.formats import Api, api_headers, parse_answer
 from batchrun.limits import parse_duration
 from batchrun.plan import Request
 from batchrun.redact import redact
@@ -71,6 +72,7 @@ class Completion(NamedTuple):
     ttft_s: float | None = None
     last_token_s: float | None = None
     tool_calls: str | None = None
+    embedding: list[float] | None = None
 
 
 class Sender(Protocol):
@@ -127,9 +129,14 @@ class GatewayClient:
         assert self._session is not None, "use GatewayClient as an async context manager"
         if request.model.stream:
             return await self._complete_stream(request)
+        api = request.model.api
+        url = self._url if api == "chat" else self._base.join(yarl.URL(request.model.path))
+        extra = api_headers(api, self._secrets[0] if self._secrets else None)
         started = time.perf_counter()
         try:
-            async with self._session.post(self._url, data=request.body) as response:
+            async with self._session.post(
+                url, data=request.body, headers=extra or None
+            ) as response:
                 body = await response.read()
                 status = response.status
                 headers = response.headers
@@ -143,7 +150,9 @@ class GatewayClient:
         except aiohttp.ClientError as exc:
             raise ConnectionFailure(self._redact(f"HTTP client error: {exc}")) from None
         latency = time.perf_counter() - started
-        return parse_chat_response(status, headers, body, latency, self._secrets)
+        if api == "chat":
+            return parse_chat_response(status, headers, body, latency, self._secrets)
+        return parse_other_response(api, status, headers, body, latency, self._secrets)
 
     async def _complete_stream(self, request: Request) -> Completion:
         """Send one streamed request; the answer counts only if a choice finished."""
@@ -279,6 +288,50 @@ def parse_chat_response(
         None,
         None,
         json.dumps(tool_calls) if isinstance(tool_calls, list) and tool_calls else None,
+    )
+
+
+def parse_other_response(
+    api: Api,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    latency_s: float,
+    secrets: list[str] | None = None,
+) -> Completion:
+    """An answer in the responses, messages, gemini or embeddings format, as a ``Completion``."""
+    payload = _json_or_none(body)
+    if status != 200 or not isinstance(payload, dict) or "error" in payload:
+        raise classify_error(status, headers, body, payload, secrets or [])
+    answer = parse_answer(api, payload)
+    if answer.get("finish_reason") is None and answer.get("text") is None:
+        raise ServerError(
+            "the gateway answered 200 without an answer: " + _snippet(body, secrets or []),
+            http_status=status,
+        )
+    prompt, completion, total, cached, reasoning_tokens = usage_fields(answer.get("usage") or {})
+    if total is None and prompt is not None:
+        total = prompt + (completion or 0)
+    return Completion(
+        answer.get("text"),
+        answer.get("finish_reason"),
+        prompt,
+        completion,
+        total,
+        cached,
+        reasoning_tokens,
+        _str_or_none(answer.get("id")),
+        _str_or_none(answer.get("model")),
+        status,
+        headers.get("X-Oneapi-Request-Id"),
+        latency_s,
+        answer.get("reasoning"),
+        None,
+        None,
+        None,
+        None,
+        answer.get("tool_calls"),
+        answer.get("embedding"),
     )
 
 

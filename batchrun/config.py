@@ -133,6 +133,8 @@ class PromptSpec(_Strict):
     system: str | None = None
     user: str | None = None
     messages: list[Turn] | None = None
+    image_column: str | None = None
+    image_detail: Literal["auto", "low", "high"] | None = None
 
     @model_validator(mode="after")
     def _one_form(self) -> PromptSpec:
@@ -176,6 +178,7 @@ class ModelSpec(_Strict):
     tpm: PositiveFloat | None = None
     concurrency: PositiveInt | None = None
     stream: bool | None = None
+    api: Literal["chat", "responses", "messages", "gemini", "embeddings"] | None = None
 
     @property
     def name(self) -> str:
@@ -289,6 +292,7 @@ class Job(_Strict):
     params: dict[str, Any] = {}
     samples: Annotated[int, Field(ge=1, le=1000)] = 1
     stream: bool = False
+    api: Literal["chat", "responses", "messages", "gemini", "embeddings"] = "chat"
     limits: Limits = Limits()
     output: OutputSpec
     prices: dict[str, Price] = {}
@@ -338,6 +342,18 @@ class Job(_Strict):
                 )
             sent[same] = index
         return value
+
+    @model_validator(mode="after")
+    def _stream_needs_chat(self) -> Job:
+        for index, model in enumerate(self.models):
+            api = model.api or self.api
+            streamed = model.stream if model.stream is not None else self.stream
+            if streamed and api != "chat":
+                raise ValueError(
+                    f"models[{index}] ({model.name}) streams with api: {api}; streaming is "
+                    "read for api: chat only, set stream: false for it"
+                )
+        return self
 
     @property
     def is_mock(self) -> bool:

@@ -10,10 +10,12 @@ changed.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Container, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import polars as pl
@@ -21,6 +23,7 @@ import polars as pl
 from batchrun.config import Job, ModelSpec
 from batchrun.dataset import PROMPT_ID
 from batchrun.errors import JobError
+from batchrun.formats import Api, api_path, build_body
 from batchrun.templates import PromptTemplate
 
 PROMPT_COLUMN = "prompt"
@@ -41,6 +44,15 @@ class PlannedModel:
     body_head: bytes
     body_tail: bytes
     stream: bool = False
+    api: Api = "chat"
+    path: str = "chat/completions"
+    response_schema: dict[str, Any] | None = None
+
+    def body(self, messages_json: bytes) -> bytes:
+        """The exact JSON sent for one prompt."""
+        if self.api == "chat":
+            return self.body_head + messages_json + self.body_tail
+        return build_body(self.api, self.model_id, self.params, messages_json)
 
 
 class Request(NamedTuple):
@@ -117,7 +129,7 @@ class Plan:
                             prompt_id,
                             model,
                             sample,
-                            model.body_head + encoded + model.body_tail,
+                            model.body(encoded),
                             prompt_tokens + model.max_output_tokens,
                         )
 
@@ -125,6 +137,13 @@ class Plan:
         """Every request key of the job, in send order."""
         for request in self.requests():
             yield request.key
+
+
+def _user_text(messages: list[Any]) -> str:
+    content = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if p.get("type") == "text")
+    return str(content)
 
 
 def request_key(key_prefix: bytes, prompt_id: str, messages_json: bytes, sample: int) -> str:
@@ -142,7 +161,11 @@ def request_key(key_prefix: bytes, prompt_id: str, messages_json: bytes, sample:
 
 
 def plan_model(
-    index: int, spec: ModelSpec, job_params: dict[str, Any], stream: bool = False
+    index: int,
+    spec: ModelSpec,
+    job_params: dict[str, Any],
+    stream: bool = False,
+    api: Api = "chat",
 ) -> PlannedModel:
     """Merge the model's parameters over the job's and precompute its body pieces.
 
@@ -158,7 +181,11 @@ def plan_model(
     else:
         params.pop("stream", None)
         params.pop("stream_options", None)
-    canonical = json.dumps({"model": spec.id, "params": params}, sort_keys=True)
+    chosen_api: Api = spec.api or api
+    described: dict[str, Any] = {"model": spec.id, "params": params}
+    if chosen_api != "chat":
+        described["api"] = chosen_api
+    canonical = json.dumps(described, sort_keys=True)
     head = b'{"model":' + json.dumps(spec.id).encode() + b',"messages":'
     tail = b"".join(
         b"," + json.dumps(name).encode() + b":" + json.dumps(value).encode()
@@ -175,7 +202,67 @@ def plan_model(
         body_head=head,
         body_tail=tail + b"}",
         stream=streamed,
+        api=chosen_api,
+        path=api_path(chosen_api, spec.id),
+        response_schema=_response_schema(params.get("response_format")),
     )
+
+
+def _response_schema(response_format: Any) -> dict[str, Any] | None:
+    """The JSON Schema a structured-output request asks for ({} for plain JSON mode)."""
+    if not isinstance(response_format, dict):
+        return None
+    if response_format.get("type") == "json_object":
+        return {}
+    spec = response_format.get("json_schema")
+    if response_format.get("type") == "json_schema" and isinstance(spec, dict):
+        schema = spec.get("schema")
+        return schema if isinstance(schema, dict) else {}
+    return None
+
+
+IMAGE_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+}
+
+
+def attach_image(messages: list[Any], source: Any, prompt_id: str, detail: str | None) -> None:
+    """Turn the last user turn into text plus an image: a URL as is, a local file inlined."""
+    if source is None or source == "":
+        return
+    text = str(source)
+    if text.startswith(("http://", "https://", "data:")):
+        url = text
+    else:
+        path = Path(text).expanduser()
+        kind = IMAGE_TYPES.get(path.suffix.lower())
+        if kind is None:
+            raise JobError(
+                f"prompt.image_column: row {prompt_id!r}: {text!r} is neither a URL nor a "
+                f".png/.jpg/.gif/.webp file"
+            )
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise JobError(
+                f"prompt.image_column: row {prompt_id!r}: cannot read {text} "
+                f"({exc.strerror or exc})"
+            ) from None
+        url = f"data:{kind};base64," + base64.b64encode(data).decode()
+    image: dict[str, Any] = {"url": url}
+    if detail:
+        image["detail"] = detail
+    for message in reversed(messages):
+        if message["role"] == "user":
+            message["content"] = [
+                {"type": "text", "text": message["content"]},
+                {"type": "image_url", "image_url": image},
+            ]
+            return
 
 
 def build_plan(job: Job, frame: pl.DataFrame, template: PromptTemplate) -> Plan:
@@ -188,23 +275,32 @@ def build_plan(job: Job, frame: pl.DataFrame, template: PromptTemplate) -> Plan:
                 f"prompt: the template uses {{{{ {column} }}}} but column {column!r} is empty "
                 "in every row; fill it or change the template"
             )
-    fast = template.render_columns(frame)
+    image_column = job.prompt.image_column
+    if image_column is not None and image_column not in frame.columns:
+        raise JobError(
+            f"prompt.image_column: column {image_column!r} is not in the input "
+            f"(columns: {', '.join(c for c in frame.columns if c != PROMPT_ID)})"
+        )
+    fast = template.render_columns(frame) if image_column is None else None
     if fast is not None:
         messages_series, prompt_series = fast
     else:
         messages_json: list[str] = []
         prompts: list[str] = []
         ids = frame.get_column(PROMPT_ID).to_list()
-        for prompt_id, row in zip(ids, frame.select(used).iter_rows(named=True), strict=True):
-            messages = template.render(row, prompt_id)
+        columns = sorted({*used, *([image_column] if image_column else [])})
+        for prompt_id, row in zip(ids, frame.select(columns).iter_rows(named=True), strict=True):
+            messages: list[Any] = template.render(row, prompt_id)
+            if image_column is not None:
+                attach_image(messages, row[image_column], prompt_id, job.prompt.image_detail)
             messages_json.append(json.dumps(messages, ensure_ascii=False, separators=(",", ":")))
-            prompts.append(
-                next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-            )
+            prompts.append(_user_text(messages))
         messages_series = pl.Series(MESSAGES_COLUMN, messages_json, dtype=pl.String)
         prompt_series = pl.Series(PROMPT_COLUMN, prompts, dtype=pl.String)
     carried = frame.with_columns(
         prompt_series.alias(PROMPT_COLUMN), messages_series.alias(MESSAGES_COLUMN)
     )
-    models = [plan_model(i, spec, job.params, job.stream) for i, spec in enumerate(job.models)]
+    models = [
+        plan_model(i, spec, job.params, job.stream, job.api) for i, spec in enumerate(job.models)
+    ]
     return Plan(job, carried, models)

@@ -33,6 +33,7 @@ from batchrun.errors import (
 )
 from batchrun.limits import Limiter
 from batchrun.plan import Request
+from batchrun.scoring import check_structured
 from batchrun.store import Result
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -220,6 +221,11 @@ class Runner:
 
 
 def _ok(request: Request, completion: Completion, attempts: int, started: float) -> Result:
+    parsed, valid = (
+        check_structured(completion.text, request.model.response_schema)
+        if request.model.response_schema is not None
+        else (None, None)
+    )
     return Result(
         prompt_id=request.prompt_id,
         model=request.model.name,
@@ -243,6 +249,9 @@ def _ok(request: Request, completion: Completion, attempts: int, started: float)
         time_to_last_token_s=completion.last_token_s,
         output_tokens_per_s=_tokens_per_s(completion),
         tool_calls=completion.tool_calls,
+        embedding=completion.embedding,
+        parsed=parsed,
+        parsed_valid=valid,
         http_status=completion.http_status,
         response_id=completion.response_id,
         served_model=completion.served_model,

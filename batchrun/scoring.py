@@ -177,6 +177,18 @@ def apply_scores(results: pl.DataFrame, specs: list[ScoreSpec]) -> pl.DataFrame:
     return results
 
 
+def check_structured(text: str | None, schema: dict[str, Any]) -> tuple[str | None, bool]:
+    """A structured answer parsed (as compact JSON) and checked against its schema."""
+    if text is None:
+        return None, False
+    try:
+        value = _parse_json(text)
+    except ValueError:
+        return None, False
+    valid = schema_validator(schema).is_valid(value) if schema else True
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")), valid
+
+
 def score_file(output: Path, specs: list[ScoreSpec]) -> int:
     """Add or refresh the ``score_<name>`` columns of a results file; the rows scored."""
     graded = [spec for spec in specs if spec.grader != "judge"]

@@ -57,6 +57,9 @@ RESULT_SCHEMA: dict[str, pl.DataType] = {
     "served_model": pl.String(),
     "gateway_request_id": pl.String(),
     "tool_calls": pl.String(),
+    "embedding": pl.List(pl.Float32()),
+    "parsed": pl.String(),
+    "parsed_valid": pl.Boolean(),
 }
 _TIME_COLUMNS = ("started_at", "finished_at")
 # Carried columns from the prompt set that would clash with a result column get this prefix.
@@ -101,6 +104,9 @@ class Result(NamedTuple):
     served_model: str | None = None
     gateway_request_id: str | None = None
     tool_calls: str | None = None
+    embedding: list[float] | None = None
+    parsed: str | None = None
+    parsed_valid: bool | None = None
 
 
 def new_run_id() -> str:

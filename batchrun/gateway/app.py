@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from batchrun.gateway.faults import ANSWER_SCENARIOS, FAULTS, FaultContext
+from batchrun.gateway.formats import render_other
 from batchrun.gateway.replies import answer, count_tokens
 from batchrun.gateway.streaming import STREAM_SCENARIOS, stream_answer
 
@@ -73,6 +74,7 @@ class GatewayStats:
     by_status: collections.Counter[int] = field(default_factory=collections.Counter)
     rate_limited: int = 0
     authorizations: list[str] = field(default_factory=list)
+    header_names: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 class _Window:
@@ -90,6 +92,43 @@ class _Window:
             self.times.append(now)
             return 0.0
         return 60.0 - (now - self.times[0])
+
+
+def _text_of(content: Any) -> str:
+    """The text of a message's content, a string or a list of parts."""
+    if isinstance(content, list):
+        return " ".join(
+            str(p.get("text", ""))
+            for p in content
+            if isinstance(p, dict) and p.get("type") == "text"
+        )
+    return str(content or "")
+
+
+def _images_of(content: Any) -> list[str]:
+    """A short description of each image part: its URL, or the size of inlined data."""
+    found = []
+    for part in content if isinstance(content, list) else []:
+        if isinstance(part, dict) and part.get("type") == "image_url":
+            url = str((part.get("image_url") or {}).get("url", ""))
+            found.append(f"{len(url) * 3 // 4} bytes inline" if url.startswith("data:") else url)
+    return found
+
+
+def _fill_schema(response_format: dict[str, Any], text: str) -> dict[str, Any]:
+    """An object that fits a json_schema response format (strings carry the answer)."""
+    schema = (response_format.get("json_schema") or {}).get("schema") or {}
+    properties = schema.get("properties") or {"answer": {"type": "string"}}
+    number = next((int(t) for t in text.replace(".", " ").split() if t.lstrip("-").isdigit()), 0)
+    samples = {
+        "string": text,
+        "integer": number,
+        "number": float(number),
+        "boolean": True,
+        "array": [],
+        "object": {},
+    }
+    return {name: samples.get(str(prop.get("type")), text) for name, prop in properties.items()}
 
 
 class _Bucket:
@@ -134,6 +173,8 @@ class Gateway:
         app = web.Application(client_max_size=64 * 1024**2)
         app.router.add_post("/v1/chat/completions", self.chat_completions)
         app.router.add_get("/v1/models", self.list_models)
+        app.router.add_post("/v1/{api:responses|messages|embeddings}", self.other_format)
+        app.router.add_post("/v1beta/models/{model}:generateContent", self.other_format)
         app.router.add_get("/v1/models/{model}", self.show_model)
         for prefix in ("", "/v1"):
             app.router.add_get(f"{prefix}/dashboard/billing/subscription", self.subscription)
@@ -299,7 +340,23 @@ class Gateway:
         return response
 
     async def _chat(self, request: web.Request, request_id: str) -> web.StreamResponse:
+        admitted = await self._admit(request, request_id)
+        if isinstance(admitted, web.StreamResponse):
+            return admitted
+        body, model, scenario = admitted
+        if body.get("stream") is True:
+            return await self._stream(request, body, model, request_id, scenario)
+        return self._answer(body, model, request_id, scenario)
+
+    async def _admit(
+        self, request: web.Request, request_id: str, model: str | None = None
+    ) -> web.StreamResponse | tuple[dict[str, Any], str, str | None]:
+        """Auth, body, model, limits, scenario and latency; a refusal, or what to answer."""
+        self.stats.header_names.update(name.lower() for name in request.headers)
         auth = request.headers.get("Authorization", "")
+        for other in ("x-api-key", "x-goog-api-key"):
+            if not auth and request.headers.get(other):
+                auth = "Bearer " + request.headers[other]
         self.stats.authorizations.append(auth)
         ctx = FaultContext(request_id=request_id, model="")
         key = auth.removeprefix("Bearer ").strip().removeprefix("sk-")
@@ -312,6 +369,8 @@ class Gateway:
         try:
             body = json.loads(await request.read())
         except ValueError:
+            body = None
+        if not isinstance(body, dict):
             return web.json_response(
                 {
                     "error": {
@@ -323,7 +382,7 @@ class Gateway:
                 },
                 status=400,
             )
-        model = body.get("model") if isinstance(body, dict) else None
+        model = model or body.get("model")
         if not isinstance(model, str) or not model:
             return FAULTS["S09"](ctx)
         self.stats.by_model[model] += 1
@@ -353,9 +412,33 @@ class Gateway:
             await asyncio.sleep(delay)
         if scenario is not None and scenario in FAULTS:
             return FAULTS[scenario](ctx)
-        if body.get("stream") is True:
-            return await self._stream(request, body, model, request_id, scenario)
-        return self._answer(body, model, request_id, scenario)
+        return body, model, scenario
+
+    async def other_format(self, request: web.Request) -> web.StreamResponse:
+        """``/v1/responses``, ``/v1/messages``, Gemini's ``generateContent``, ``/v1/embeddings``."""
+        self.stats.requests += 1
+        self.stats.all_requests += 1
+        self.stats.by_path[request.path] += 1
+        request_id = self._request_id()
+        api = request.match_info.get("api") or (
+            "gemini" if "generateContent" in request.path else ""
+        )
+        model = request.match_info.get("model")
+        admitted = await self._admit(request, request_id, model)
+        if isinstance(admitted, web.StreamResponse):
+            response = admitted
+        else:
+            body, chosen, _ = admitted
+            response = web.json_response(
+                render_other(api, body, chosen, request_id, self._accuracy(chosen))
+            )
+        if not response.prepared:
+            response.headers["X-Oneapi-Request-Id"] = request_id
+        self.stats.by_status[response.status] += 1
+        return response
+
+    def _accuracy(self, model: str) -> float:
+        return self.settings.accuracy.get(model, self.settings.default_accuracy)
 
     async def _stream(
         self,
@@ -436,17 +519,22 @@ class Gateway:
         self, body: dict[str, Any], model: str, request_id: str, scenario: str | None
     ) -> web.Response:
         messages = body.get("messages") or []
-        prompt = "\n".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
-        last_user = next(
-            (
-                str(m.get("content", ""))
-                for m in reversed(messages)
-                if isinstance(m, dict) and m.get("role") == "user"
-            ),
-            prompt,
+        prompt = "\n".join(_text_of(m.get("content")) for m in messages if isinstance(m, dict))
+        last = next(
+            (m for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"),
+            {"content": prompt},
         )
-        accuracy = self.settings.accuracy.get(model, self.settings.default_accuracy)
-        text = answer(model, last_user, accuracy)
+        last_user = _text_of(last.get("content"))
+        text = answer(model, last_user, self._accuracy(model))
+        images = _images_of(last.get("content"))
+        if images:
+            text = f"I see {len(images)} image(s) ({', '.join(images)}). {text}"
+        structured = body.get("response_format")
+        if isinstance(structured, dict) and structured.get("type") in (
+            "json_object",
+            "json_schema",
+        ):
+            text = json.dumps(_fill_schema(structured, text))
         finish: str | None = "stop"
         completion_tokens = count_tokens(text)
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
@@ -457,6 +545,25 @@ class Gateway:
         prompt_tokens = count_tokens(prompt) + 3 * len(messages)
         message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
         reasoning_tokens = 0
+        tools = body.get("tools")
+        if isinstance(tools, list) and tools and body.get("tool_choice") != "none":
+            function = tools[0].get("function", {}) if isinstance(tools[0], dict) else {}
+            message["content"] = None
+            message["tool_calls"] = [
+                {
+                    "id": f"call_{request_id[-12:]}",
+                    "type": "function",
+                    "function": {
+                        "name": function.get("name", "tool"),
+                        "arguments": json.dumps({"question": last_user}),
+                    },
+                }
+            ]
+            finish = "tool_calls"
+        if body.get("reasoning_effort") or body.get("thinking") or body.get("reasoning"):
+            message["reasoning_content"] = f"Working it out step by step: {last_user}"
+            reasoning_tokens = count_tokens(message["reasoning_content"])
+            completion_tokens += reasoning_tokens
         if scenario == "S24":
             finish = "max_tokens"
         elif scenario == "S24b":
