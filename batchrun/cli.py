@@ -419,6 +419,22 @@ def score(job: str, results: Path | None, debug: bool) -> None:
     click.echo(f"scored {count} rows of {target} ({names or 'no scores declared'})")
 
 
+def _gateway_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options that say which gateway a query goes to, and how to print the answer."""
+    options = [
+        click.option(
+            "--job", type=click.Path(dir_okay=False, path_type=str), help="Use JOB's gateway."
+        ),
+        click.option("--base-url", help="A gateway's base URL, like https://aihubmix.com/v1."),
+        click.option("--api-key-env", metavar="VAR", help="The key's variable (with --base-url)."),
+        click.option("--json", "as_json", is_flag=True, help="Print JSON."),
+        click.option("--debug", is_flag=True, help="Show tracebacks of errors."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def _gateway_target(
     job: str | None, base_url: str | None, api_key_env: str | None
 ) -> tuple[Any, str | None, str | None, Any]:
@@ -444,13 +460,7 @@ def _gateway_target(
 
 
 @main.command()
-@click.option("--job", type=click.Path(dir_okay=False, path_type=str), help="Use JOB's gateway.")
-@click.option("--base-url", help="A gateway's base URL, like https://aihubmix.com/v1.")
-@click.option(
-    "--api-key-env", metavar="VAR", help="The variable holding the key (with --base-url)."
-)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@_gateway_options
 def models(
     job: str | None, base_url: str | None, api_key_env: str | None, as_json: bool, debug: bool
 ) -> None:
@@ -478,13 +488,7 @@ def models(
 
 
 @main.command()
-@click.option("--job", type=click.Path(dir_okay=False, path_type=str), help="Use JOB's gateway.")
-@click.option("--base-url", help="A gateway's base URL, like https://aihubmix.com/v1.")
-@click.option(
-    "--api-key-env", metavar="VAR", help="The variable holding the key (with --base-url)."
-)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@_gateway_options
 def balance(
     job: str | None, base_url: str | None, api_key_env: str | None, as_json: bool, debug: bool
 ) -> None:

@@ -247,6 +247,16 @@ class GatewayClient:
         return redact(text, self._secrets)
 
 
+def _answer_payload(
+    status: int, headers: Mapping[str, str], body: bytes, secrets: list[str] | None
+) -> dict[str, Any]:
+    """The JSON object of a successful answer; its classified error otherwise."""
+    payload = _json_or_none(body)
+    if status != 200 or not isinstance(payload, dict) or "error" in payload:
+        raise classify_error(status, headers, body, payload, secrets or [])
+    return payload
+
+
 def parse_chat_response(
     status: int,
     headers: Mapping[str, str],
@@ -255,9 +265,7 @@ def parse_chat_response(
     secrets: list[str] | None = None,
 ) -> Completion:
     """Turn one chat-completions answer into a ``Completion`` or raise its ``RequestError``."""
-    payload = _json_or_none(body)
-    if status != 200 or not isinstance(payload, dict) or "error" in payload:
-        raise classify_error(status, headers, body, payload, secrets or [])
+    payload = _answer_payload(status, headers, body, secrets)
     choices = payload.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise ServerError(
@@ -300,9 +308,7 @@ def parse_other_response(
     secrets: list[str] | None = None,
 ) -> Completion:
     """An answer in the responses, messages, gemini or embeddings format, as a ``Completion``."""
-    payload = _json_or_none(body)
-    if status != 200 or not isinstance(payload, dict) or "error" in payload:
-        raise classify_error(status, headers, body, payload, secrets or [])
+    payload = _answer_payload(status, headers, body, secrets)
     answer = parse_answer(api, payload)
     if answer.get("finish_reason") is None and answer.get("text") is None:
         raise ServerError(

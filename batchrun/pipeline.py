@@ -644,17 +644,12 @@ def record_manifest(prepared: Prepared, report: RunReport, exit_code: int) -> Pa
 
 
 def build_limiter(job: Job) -> Limiter:
-    """The run's limits: the key's, and each model's under it.
-
-    The key's concurrency is shared: each model gets an equal share unless its
-    own ``concurrency`` says otherwise (never more than the key's).
-    """
+    """The run's limits: the key's, and each model's under it (never above the key's)."""
     limits = job.limits
     key = ScopeLimits(limits.concurrency, limits.rpm, limits.tpm, adaptive=False)
-    share = max(1, -(-limits.concurrency // len(job.models)))  # an equal share, rounded up
     models = {
         model.name: ScopeLimits(
-            min(model.concurrency or share, limits.concurrency),
+            min(model.concurrency or limits.concurrency, limits.concurrency),
             model.rpm,
             model.tpm,
             adaptive=limits.adaptive and limits.rpm is None,

@@ -118,29 +118,33 @@ class Runner:
     async def run(self, sources: Mapping[str, Iterable[Request]]) -> RunOutcome:
         """Send every request of every model (until stopped); return how the run ended.
 
-        Each model has its own source and its own workers, as many as its
-        window may ever hold, so a slow or paced model never holds up another.
+        Each model starts with an equal share of the key's concurrency in
+        workers. A worker whose model has nothing left moves on to the other
+        models, so capacity flows to whatever is still to do, while a slow or
+        paced model never holds up the others' share.
         """
         self.outcome.started = time.time()
+        queues = {name: iter(requests) for name, requests in sources.items()}
+        share = max(1, -(-self._limiter.key.window.cap // max(len(queues), 1)))
         try:
             async with asyncio.TaskGroup() as group:
-                for name, requests in sources.items():
-                    source = iter(requests)
-                    for _ in range(self._limiter.models[name].window.cap):
-                        group.create_task(self._worker(name, source))
+                for name in queues:
+                    for _ in range(min(share, self._limiter.models[name].window.cap)):
+                        group.create_task(self._worker(name, queues))
         finally:
             self.outcome.finished = time.time()
         return self.outcome
 
-    async def _worker(self, model: str, source: Iterator[Request]) -> None:
-        state = self.outcome.models[model]
-        for request in source:
-            if self._stopping.is_set():
-                return
-            if state.stopped_reason is not None:
-                self._on_result(_skipped(request, state.stopped_reason))
-                continue
-            await self._send(request, state)
+    async def _worker(self, first: str, queues: Mapping[str, Iterator[Request]]) -> None:
+        for name in [first, *(other for other in queues if other != first)]:
+            state = self.outcome.models[name]
+            for request in queues[name]:
+                if self._stopping.is_set():
+                    return
+                if state.stopped_reason is not None:
+                    self._on_result(_skipped(request, state.stopped_reason))
+                    continue
+                await self._send(request, state)
 
     async def _send(self, request: Request, state: ModelState) -> None:
         started = time.time()
@@ -268,6 +272,30 @@ def _tokens_per_s(completion: Completion) -> float | None:
 
 
 def _failed(request: Request, error: RequestError, attempts: int, started: float) -> Result:
+    return _error_row(
+        request, attempts, started, error.error_type, error.message, error.http_status
+    )
+
+
+def _skipped(request: Request, reason: str) -> Result:
+    return _error_row(
+        request,
+        0,
+        time.time(),
+        "model_unavailable",
+        f"not sent: the model was stopped after repeated failures ({reason})",
+        None,
+    )
+
+
+def _error_row(
+    request: Request,
+    attempts: int,
+    started: float,
+    error_type: str,
+    message: str,
+    http_status: int | None,
+) -> Result:
     return Result(
         prompt_id=request.prompt_id,
         model=request.model.name,
@@ -278,24 +306,7 @@ def _failed(request: Request, error: RequestError, attempts: int, started: float
         attempts=attempts,
         started_at=started,
         finished_at=time.time(),
-        error_type=error.error_type,
-        error_message=error.message,
-        http_status=error.http_status,
-    )
-
-
-def _skipped(request: Request, reason: str) -> Result:
-    now = time.time()
-    return Result(
-        prompt_id=request.prompt_id,
-        model=request.model.name,
-        model_id=request.model.model_id,
-        sample=request.sample,
-        request_key=request.key,
-        status="error",
-        attempts=0,
-        started_at=now,
-        finished_at=now,
-        error_type="model_unavailable",
-        error_message=f"not sent: the model was stopped after repeated failures ({reason})",
+        error_type=error_type,
+        error_message=message,
+        http_status=http_status,
     )
