@@ -5,7 +5,9 @@ one-api and new-api send (``{"object": "list", "data"}``,
 ``{"success": true, "data"}``, and both together). ``parse_balance`` turns
 the billing endpoints into dollars: ``/dashboard/billing/subscription``
 (``hard_limit_usd``) minus ``/dashboard/billing/usage`` (``total_usage``,
-in cents), or new-api's ``/api/usage/token/`` quota where 500,000 = $1.
+in cents), new-api's ``/api/usage/token/``, or ``/api/user/self`` (with the
+account's access token, not the API key), the last two in quota units where
+500,000 = $1.
 Both raise ``CatalogError`` with the gateway's own words when it refuses.
 """
 
@@ -95,6 +97,17 @@ def parse_subscription(subscription: Any, usage: Any) -> Balance:
     if limit >= UNLIMITED_USD:
         return Balance(None, used, None, "dashboard/billing")
     return Balance(max(limit - used, 0.0), used, limit, "dashboard/billing")
+
+
+def parse_user_self(payload: Any) -> Balance:
+    """Balance from ``/api/user/self`` (quota left and used, 500,000 = $1)."""
+    problem = _error_of(payload)
+    if problem or not isinstance(payload.get("data"), dict):
+        raise CatalogError(problem or "no data in the user answer")
+    data = payload["data"]
+    left = float(data.get("quota") or 0) / QUOTA_PER_USD
+    used = float(data.get("used_quota") or 0) / QUOTA_PER_USD
+    return Balance(left, used, left + used, "api/user/self")
 
 
 def parse_token_usage(payload: Any) -> Balance:

@@ -489,8 +489,18 @@ def models(
 
 @main.command()
 @_gateway_options
+@click.option(
+    "--access-token-env",
+    metavar="VAR",
+    help="Read /api/user/self with the account's access token from VAR (not the API key).",
+)
 def balance(
-    job: str | None, base_url: str | None, api_key_env: str | None, as_json: bool, debug: bool
+    job: str | None,
+    base_url: str | None,
+    api_key_env: str | None,
+    as_json: bool,
+    debug: bool,
+    access_token_env: str | None,
 ) -> None:
     """Show what is left on the key, and with --job what the job may cost against it.
 
@@ -502,9 +512,21 @@ def balance(
     from batchrun.pipeline import estimated_cost, fetch_balance, query_gateway
 
     def go() -> tuple[Any, Any]:
+        import os
+
         target, url, key, prepared = _gateway_target(job, base_url, api_key_env)
+        token = os.environ.get(access_token_env, "").strip() if access_token_env else None
+        if access_token_env and not token:
+            raise Failure(
+                f"--access-token-env: the environment variable {access_token_env} is not set",
+                EXIT_USAGE,
+            )
+
+        async def ask(client: Any) -> Any:
+            return await fetch_balance(client, token)
+
         try:
-            return query_gateway(target, url, key, fetch_balance), prepared
+            return query_gateway(target, url, key, ask), prepared
         except (CatalogError, ConnectionFailure) as exc:
             raise Failure(f"no balance from the gateway: {exc}", EXIT_USAGE) from None
 

@@ -227,7 +227,9 @@ class GatewayClient:
             assembler.tool_calls_json(),
         )
 
-    async def get_json(self, path: str) -> tuple[int, Any]:
+    async def get_json(
+        self, path: str, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, Any]:
         """``GET`` a path relative to the base URL (``models``, ``../api/...``): status and JSON.
 
         Raises ``ConnectionFailure`` when the gateway cannot be reached.
@@ -235,7 +237,7 @@ class GatewayClient:
         assert self._session is not None, "use GatewayClient as an async context manager"
         url = self._base.join(yarl.URL(path.lstrip("/")))
         try:
-            async with self._session.get(url) as response:
+            async with self._session.get(url, headers=headers) as response:
                 body = await response.read()
                 return response.status, _json_or_none(body)
         except TimeoutError:

@@ -31,6 +31,7 @@ from batchrun.catalog import (
     parse_models,
     parse_subscription,
     parse_token_usage,
+    parse_user_self,
 )
 from batchrun.config import (
     HttpProvider,
@@ -495,8 +496,14 @@ async def fetch_models(client: GatewayClient) -> list[ModelInfo]:
     return parse_models(payload)
 
 
-async def fetch_balance(client: GatewayClient) -> Balance:
-    """What is left on the key, from whichever billing endpoint the gateway has."""
+async def fetch_balance(client: GatewayClient, access_token: str | None = None) -> Balance:
+    """What is left on the key, from whichever billing endpoint the gateway has.
+
+    With the account's ``access_token``, ``/api/user/self`` is asked instead.
+    """
+    if access_token is not None:
+        _, user = await client.get_json("../api/user/self", headers={"Authorization": access_token})
+        return parse_user_self(user)
     problems = []
     status, subscription = await client.get_json("dashboard/billing/subscription")
     if status == 200:

@@ -136,3 +136,30 @@ def test_no_batch_api(start_gateway: Callable[..., GatewayThread]) -> None:
             urllib.request.urlopen(request)
         assert info.value.code == status
         info.value.close()
+
+
+def test_balance_from_user_self(
+    start_gateway: Callable[..., GatewayThread], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/api/user/self with the access token (not the key); a wrong token is one clear line."""
+    gw = start_gateway(balance_usd=30.0, used_usd=10.0, access_token="tok-123")
+    monkeypatch.setenv("ACCESS", "tok-123")
+    result = invoke(
+        "balance",
+        "--base-url",
+        gw.url,
+        "--api-key-env",
+        KEY_ENV,
+        "--access-token-env",
+        "ACCESS",
+        "--json",
+    )
+    found = json.loads(result.stdout)
+    assert (found["remaining_usd"], found["used_usd"], found["source"]) == (
+        20.0,
+        10.0,
+        "api/user/self",
+    )
+    monkeypatch.setenv("ACCESS", "wrong")
+    refused = invoke("balance", "--base-url", gw.url, "--access-token-env", "ACCESS")
+    assert refused.exit_code == 2 and "access token 无效" in refused.stderr

@@ -60,6 +60,7 @@ class GatewaySettings:
     balance_usd: float = 100.0  # the key's limit; > 100,000,000 means unlimited
     used_usd: float = 12.5
     billing: str = "dashboard"  # dashboard | token_usage (new-api's /api/usage/token/)
+    access_token: str = "batchrun-access-token"  # the system access token of /api/user/self
     seed: int = 0
 
 
@@ -180,6 +181,7 @@ class Gateway:
             app.router.add_get(f"{prefix}/dashboard/billing/subscription", self.subscription)
             app.router.add_get(f"{prefix}/dashboard/billing/usage", self.usage)
         app.router.add_get("/api/usage/token/", self.token_usage)
+        app.router.add_get("/api/user/self", self.user_self)
         app.router.add_route("*", "/v1/batches", self.invalid_url)
         app.router.add_route("*", "/v1/files", self.no_channel)
         app.router.add_get("/_sim/stats", self.show_stats)
@@ -303,6 +305,30 @@ class Gateway:
                     "total_available": (limit - used) * quota,
                     "unlimited_quota": limit >= 100_000_000,
                     "expires_at": 0,
+                },
+            }
+        )
+
+    async def user_self(self, request: web.Request) -> web.Response:
+        """``/api/user/self`` with the system access token (not the API key); 200 either way."""
+        self.stats.all_requests += 1
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if token != self.settings.access_token:
+            return web.json_response(
+                {"success": False, "message": "无权进行此操作，access token 无效"}
+            )
+        quota = 500_000
+        return web.json_response(
+            {
+                "success": True,
+                "message": "",
+                "data": {
+                    "id": 1,
+                    "username": "batchrun",
+                    "group": "default",
+                    "quota": int((self.settings.balance_usd - self.settings.used_usd) * quota),
+                    "used_quota": int(self.settings.used_usd * quota),
+                    "request_count": 0,
                 },
             }
         )
