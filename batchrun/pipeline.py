@@ -59,9 +59,8 @@ from batchrun.store import (
     done_keys,
     new_run_id,
     part_files,
-    scan_run,
 )
-from batchrun.summary import count_statuses, summarize
+from batchrun.summary import RunTally
 from batchrun.templates import compile_prompt
 
 T = TypeVar("T")
@@ -328,6 +327,7 @@ async def _execute_locked(
     spent = [0.0]
     budget_hit: list[str] = []
     progress = make_progress(pending)
+    tally = RunTally()
     runner: Runner | None = None
 
     def record(result: Result) -> None:
@@ -344,6 +344,7 @@ async def _execute_locked(
                     if runner is not None:
                         runner.stop()
         progress.update(result)
+        tally.add(result)
         try:
             sink.add(result)
         except OSError as exc:
@@ -393,9 +394,8 @@ async def _execute_locked(
         except OSError as exc:
             storage_errors.append(_storage_message(exc, output))
             total_rows = -1
-    this_run = scan_run(output, run_id)
-    models_summary = summarize(this_run)
-    by_status = count_statuses(this_run)
+    models_summary = tally.rows()
+    by_status = dict(tally.by_status)
     return RunReport(
         run_id=run_id,
         output=output,

@@ -232,12 +232,6 @@ def done_keys(output: Path, *, retry_errors: bool = False) -> set[str]:
     return set(frame.filter(keep).get_column("request_key").to_list())
 
 
-SUMMARY_COLUMNS = (
-    "run_id", "model", "status", "error_type", "prompt_tokens", "completion_tokens",
-    "total_tokens", "latency_s", "ttft_s", "cost_usd",
-)  # fmt: skip
-
-
 _BATCH_ROWS = 20_000
 
 
@@ -375,17 +369,6 @@ def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFram
         ).alias(name)
         for name, dtype in schema.items()
     )
-
-
-def scan_run(output: Path, run_id: str, columns: tuple[str, ...] = SUMMARY_COLUMNS) -> pl.LazyFrame:
-    """The rows one run wrote to ``output`` (and its parts), lazily, only ``columns``."""
-    sources = ([output] if output.exists() else []) + part_files(output)
-    if not sources:
-        return empty_results().select(columns).lazy()
-    frame = pl.concat(
-        [pl.scan_parquet(src).select(columns) for src in sources], how="vertical_relaxed"
-    )
-    return frame.filter(pl.col("run_id") == run_id)
 
 
 def _carried(prompts: pl.DataFrame) -> pl.DataFrame:

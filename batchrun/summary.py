@@ -1,44 +1,93 @@
 """The end-of-run summary: per model, what was asked, answered and spent.
 
-``summarize`` promises one row per model of the results given (ok and
-failed counts, tokens, latency percentiles, cost), and ``format_table``
-renders rows as an aligned plain-text table.
+``RunTally`` counts results as they arrive and promises one row per model
+(ok and failed counts, tokens, latency percentiles, cost) without reading
+the output again; ``format_table`` renders rows as an aligned text table.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from typing import Any
 
-import polars as pl
+from batchrun.store import Result
 
 
-def summarize(results: pl.DataFrame | pl.LazyFrame) -> list[dict[str, Any]]:
-    """Per-model figures from results (read lazily, only what is needed), by model name."""
-    ok = pl.col("status") == "ok"
-    grouped = (
-        results.lazy()
-        .group_by("model")
-        .agg(
-            pl.len().alias("requests"),
-            ok.sum().alias("ok"),
-            (~ok).sum().alias("failed"),
-            pl.col("prompt_tokens").filter(ok).sum().alias("prompt_tokens"),
-            pl.col("completion_tokens").filter(ok).sum().alias("completion_tokens"),
-            pl.col("latency_s").filter(ok).quantile(0.5, "linear").alias("latency_p50_s"),
-            pl.col("latency_s").filter(ok).quantile(0.95, "linear").alias("latency_p95_s"),
-            pl.col("cost_usd").sum().alias("cost_usd"),
-            pl.col("cost_usd").null_count().alias("unpriced"),
-        )
-        .sort("model")
-    )
-    return grouped.collect().to_dicts()
+class ModelTally:
+    """Running figures of one model: counts, tokens, cost, and every ok latency."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.ok = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.cost_usd = 0.0
+        self.unpriced = 0
+        self.latencies = array("d")
+
+    def add(self, result: Result) -> None:
+        """Count one result."""
+        self.requests += 1
+        if result.cost_usd is None:
+            self.unpriced += 1
+        else:
+            self.cost_usd += result.cost_usd
+        if result.status != "ok":
+            return
+        self.ok += 1
+        self.prompt_tokens += result.prompt_tokens or 0
+        self.completion_tokens += result.completion_tokens or 0
+        if result.latency_s is not None:
+            self.latencies.append(result.latency_s)
 
 
-def count_statuses(results: pl.DataFrame | pl.LazyFrame) -> dict[str, int]:
-    """How many rows have each status."""
-    counted = results.lazy().group_by("status").len().collect()
-    return {str(status): int(n) for status, n in counted.iter_rows()}
+class RunTally:
+    """Per-model figures of a run, kept as results arrive (no re-reading of the output)."""
+
+    def __init__(self) -> None:
+        self.models: dict[str, ModelTally] = {}
+        self.by_status: dict[str, int] = {}
+
+    def add(self, result: Result) -> None:
+        """Count one result."""
+        tally = self.models.get(result.model)
+        if tally is None:
+            tally = self.models[result.model] = ModelTally()
+        tally.add(result)
+        self.by_status[result.status] = self.by_status.get(result.status, 0) + 1
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per model, by name: ok and failed counts, tokens, latency p50/p95, cost."""
+        rows = []
+        for model in sorted(self.models):
+            tally = self.models[model]
+            ordered = sorted(tally.latencies)
+            rows.append(
+                {
+                    "model": model,
+                    "requests": tally.requests,
+                    "ok": tally.ok,
+                    "failed": tally.requests - tally.ok,
+                    "prompt_tokens": tally.prompt_tokens,
+                    "completion_tokens": tally.completion_tokens,
+                    "latency_p50_s": quantile(ordered, 0.5),
+                    "latency_p95_s": quantile(ordered, 0.95),
+                    "cost_usd": tally.cost_usd if tally.unpriced < tally.requests else None,
+                    "unpriced": tally.unpriced,
+                }
+            )
+        return rows
+
+
+def quantile(ordered: Sequence[float], q: float) -> float | None:
+    """The ``q`` quantile of sorted values, interpolating linearly (None when empty)."""
+    if not ordered:
+        return None
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
