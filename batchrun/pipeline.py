@@ -269,7 +269,9 @@ async def _judge(
             base_url=prepared.base_url,
             prices=prepared.prices,
         )
-        judge_options = RunOptions(retry_errors=options.retry_errors, grace_s=options.grace_s)
+        judge_options = RunOptions(
+            retry_errors=options.retry_errors, fresh=options.fresh, grace_s=options.grace_s
+        )
         result = await execute(judged, judge_options, make_progress, notify)
         report.judge_requests += sum(result.by_status.values())
         notify(

@@ -151,6 +151,8 @@ def test_judge_scores_and_resumes(start_gateway: Callable[..., GatewayThread]) -
     assert invoke("run", "job.yaml").exit_code == 0
     assert gw.gateway.stats.requests == sent
     assert pl.read_parquet("out/results.parquet")["score_quality"].null_count() == 0
+    assert invoke("run", "job.yaml", "--fresh").exit_code == 0
+    assert gw.gateway.stats.by_model["judge-model"] == 32  # --fresh grades again too
 
 
 def test_score_command_on_existing_results(start_gateway: Callable[..., GatewayThread]) -> None:
