@@ -384,11 +384,6 @@ class LoadedJob(BaseModel):
         line = self.lines.get(field)
         return f"{self.path}:{line}: {message}" if line else f"{self.path}: {message}"
 
-    @property
-    def base_dir(self) -> Path:
-        """Relative paths in the job are read from the current directory."""
-        return Path.cwd()
-
 
 def load_job(path: str | Path, environ: Mapping[str, str] | None = None) -> LoadedJob:
     """Read, interpolate and validate a job file, or raise ``JobError`` with file and line."""

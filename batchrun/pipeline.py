@@ -100,7 +100,6 @@ class RunReport:
     outcome: RunOutcome
     planned: int
     skipped: int
-    sent_requests: int
     models_summary: list[dict[str, Any]] = field(default_factory=list)
     by_status: dict[str, int] = field(default_factory=dict)
     paces: dict[str, float | None] = field(default_factory=dict)
@@ -108,7 +107,6 @@ class RunReport:
     storage_error: str | None = None
     budget_reached: str | None = None
     spent_usd: float = 0.0
-    judge_requests: int = 0
 
 
 def resolve_output(
@@ -236,7 +234,10 @@ async def execute(
     try:
         report = await _execute_locked(prepared, options, make_progress, notify, run_id)
         finished = (
-            report.outcome.fatal is None and report.signal is None and report.storage_error is None
+            report.outcome.fatal is None
+            and report.signal is None
+            and report.storage_error is None
+            and report.budget_reached is None
         )
         if finished:
             await _judge(prepared, options, make_progress, notify, report)
@@ -273,7 +274,6 @@ async def _judge(
             retry_errors=options.retry_errors, fresh=options.fresh, grace_s=options.grace_s
         )
         result = await execute(judged, judge_options, make_progress, notify)
-        report.judge_requests += sum(result.by_status.values())
         notify(
             f"judge {spec.name} ({spec.model}): {sum(result.by_status.values())} answers "
             f"graded this run, {result.total_rows} in all"
@@ -405,7 +405,6 @@ async def _execute_locked(
         outcome=outcome,
         planned=plan.total,
         skipped=plan.total - pending,
-        sent_requests=sum(state.sent for state in outcome.models.values()),
         models_summary=models_summary,
         by_status=by_status,
         paces={name: scope.pace_per_minute for name, scope in limiter.models.items()},

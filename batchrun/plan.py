@@ -133,11 +133,6 @@ class Plan:
                             prompt_tokens + model.max_output_tokens,
                         )
 
-    def keys(self) -> Iterator[str]:
-        """Every request key of the job, in send order."""
-        for request in self.requests():
-            yield request.key
-
 
 def _user_text(messages: list[Any]) -> str:
     content = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")

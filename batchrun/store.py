@@ -162,7 +162,6 @@ class ResultSink:
         self._buffer: list[Result] = []
         self._last_flush = time.monotonic()
         self._sequence = 0
-        self.written = 0
 
     def add(self, result: Result) -> None:
         """Keep a result; write a part when the buffer is full or old enough."""
@@ -185,7 +184,6 @@ class ResultSink:
         self._sequence += 1
         final = folder / f"part-{self.run_id}-{self._sequence:06d}.parquet"
         _write_atomic(frame, final)
-        self.written += len(self._buffer)
         self._buffer.clear()
 
 
