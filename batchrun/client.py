@@ -11,6 +11,7 @@ and usage fields may be missing, zero or extra.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import time
@@ -26,6 +27,7 @@ except ImportError:  # orjson is optional: the standard parser gives the same ob
     from json import loads as _loads  # type: ignore[assignment]
 
 from batchrun import __version__
+from batchrun.deadlines import Deadlines
 from batchrun.errors import (
     ConnectionFailure,
     FatalRequestError,
@@ -109,17 +111,25 @@ class GatewayClient:
             headers["Authorization"] = f"Bearer {api_key}"
         self._headers = headers
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._deadlines = Deadlines(timeout_s)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> GatewayClient:
         connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
+        # No total timeout on the session: ``Deadlines`` bounds each answer more cheaply
+        # than a timer per request. No cookies: an API key is all a gateway needs.
         self._session = aiohttp.ClientSession(
-            connector=connector, headers=self._headers, timeout=self._timeout
+            connector=connector,
+            headers=self._headers,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._timeout.total),
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
+        self._deadlines.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        await self._deadlines.stop()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -133,6 +143,7 @@ class GatewayClient:
         url = self._url if api == "chat" else self._base.join(yarl.URL(request.model.path))
         extra = api_headers(api, self._secrets[0] if self._secrets else None)
         started = time.perf_counter()
+        task = self._deadlines.arm()
         try:
             async with self._session.post(
                 url, data=request.body, headers=extra or None
@@ -140,15 +151,18 @@ class GatewayClient:
                 body = await response.read()
                 status = response.status
                 headers = response.headers
+        except asyncio.CancelledError:
+            if not self._deadlines.expired(task):
+                raise
+            raise self._timed_out() from None
         except TimeoutError:
-            raise TimeoutFailure(
-                f"no answer within {self._timeout.total:g} s; "
-                "raise limits.timeout_s for slow models"
-            ) from None
+            raise self._timed_out() from None
         except aiohttp.ClientConnectionError as exc:
             raise ConnectionFailure(self._redact(f"connection failed: {exc}")) from None
         except aiohttp.ClientError as exc:
             raise ConnectionFailure(self._redact(f"HTTP client error: {exc}")) from None
+        finally:
+            self._deadlines.disarm(task)
         latency = time.perf_counter() - started
         if api == "chat":
             return parse_chat_response(status, headers, body, latency, self._secrets)
@@ -237,13 +251,18 @@ class GatewayClient:
         assert self._session is not None, "use GatewayClient as an async context manager"
         url = self._base.join(yarl.URL(path.lstrip("/")))
         try:
-            async with self._session.get(url, headers=headers) as response:
+            async with self._session.get(url, headers=headers, timeout=self._timeout) as response:
                 body = await response.read()
                 return response.status, _json_or_none(body)
         except TimeoutError:
             raise ConnectionFailure(f"no answer from {url} in time") from None
         except aiohttp.ClientError as exc:
             raise ConnectionFailure(self._redact(f"cannot reach {url}: {exc}")) from None
+
+    def _timed_out(self) -> TimeoutFailure:
+        return TimeoutFailure(
+            f"no answer within {self._timeout.total:g} s; raise limits.timeout_s for slow models"
+        )
 
     def _redact(self, text: str) -> str:
         return redact(text, self._secrets)

@@ -20,8 +20,9 @@ Three mechanisms, composed per scope (the key, and each model under it):
   second until the next 429. A first cut made on less than a second of
   history is looked at again once the requests then in flight are back.
 
-``Limiter.slot`` acquires everything a request needs, in an order that never
-holds a key-wide slot while waiting for one model's pace.
+``Limiter.acquire`` takes everything a request needs, in an order that never
+holds a key-wide slot while waiting for one model's pace; ``try_acquire`` is
+its no-wait path for when no pace is kept and the windows have room.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import contextlib
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 Clock = Callable[[], float]
@@ -95,10 +96,16 @@ class Window:
         self.slow_start = slow_start
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
-    async def acquire(self) -> None:
-        """Wait for a free place in the window."""
+    def try_take(self) -> bool:
+        """Take a free place if there is one now, without waiting."""
         if self.in_use < int(self.limit) and not self._waiters:
             self.in_use += 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        """Wait for a free place in the window."""
+        if self.try_take():
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(future)
@@ -261,6 +268,15 @@ class Scope:
         self._latency_avg: float | None = None
         self._latency_hold = -math.inf
 
+    def unpaced(self) -> bool:
+        """Whether a request may go without reserving pace: nothing declared, learned or paused."""
+        return (
+            self.rpm is None
+            and self.tpm is None
+            and (self.adaptive is None or self.adaptive.pacer is None)
+            and self.paused_until <= self._clock()
+        )
+
     def reserve(self, tokens: float) -> float:
         """Reserve pace for one request of ``tokens``; the seconds to wait."""
         wait = max(0.0, self.paused_until - self._clock())
@@ -368,6 +384,20 @@ class Limiter:
         self.models = {name: Scope(name, lim, clock) for name, lim in models.items()}
         self._sleep = sleep
 
+    def try_acquire(self, model: str, estimated_tokens: float) -> Permit | None:
+        """A permit at once when neither scope has a pace to keep and both windows have room.
+
+        None means ``acquire`` must wait; nothing was taken.
+        """
+        scope = self.models[model]
+        key = self.key
+        if not (scope.unpaced() and key.unpaced() and scope.window.try_take()):
+            return None
+        if not key.window.try_take():
+            scope.window.release()
+            return None
+        return Permit((key, scope), estimated_tokens)
+
     async def acquire(self, model: str, estimated_tokens: float) -> Permit:
         """Wait for a place for one request of ``model``: windows, pauses and pace.
 
@@ -390,15 +420,6 @@ class Limiter:
             scope.window.release()
             raise
         return Permit((self.key, scope), estimated_tokens)
-
-    @contextlib.asynccontextmanager
-    async def slot(self, model: str, estimated_tokens: float) -> AsyncIterator[Permit]:
-        """``acquire`` and ``release`` around a block."""
-        permit = await self.acquire(model, estimated_tokens)
-        try:
-            yield permit
-        finally:
-            permit.release()
 
     async def _wait(self, scope: Scope, tokens: float) -> None:
         delay = scope.reserve(tokens)

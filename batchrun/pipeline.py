@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import shutil
 import signal
 import tempfile
@@ -43,7 +44,6 @@ from batchrun.config import (
 )
 from batchrun.dataset import read_dataset
 from batchrun.errors import ConnectionFailure, JobError
-from batchrun.judge import check_rubric, judge_output, judge_plan, merge_judgements
 from batchrun.limits import Limiter, ScopeLimits
 from batchrun.lock import RunLock
 from batchrun.manifest import describe_run, write_manifest
@@ -51,7 +51,6 @@ from batchrun.plan import Plan, Request, build_plan
 from batchrun.pricing import PER_TOKENS, PriceTable, cost_usd, load_prices
 from batchrun.progress import Progress
 from batchrun.runner import RetryPolicy, Runner, RunOutcome
-from batchrun.scoring import check_expected_columns, score_file
 from batchrun.store import (
     Result,
     ResultSink,
@@ -151,10 +150,8 @@ def prepare(
         frame = read_dataset(job.input)
         template = compile_prompt(job.prompt)
         plan = build_plan(job, frame, template)
-        check_expected_columns(job.scores, frame.columns)
-        for spec in job.scores:
-            if spec.grader == "judge":
-                check_rubric(spec, frame.columns)
+        if job.scores:
+            _check_scores(job, frame.columns)
     except JobError as exc:
         raise JobError(loaded.where(str(exc))) from None
     output = resolve_output(job.output.path, job.name, shard=shard)
@@ -188,6 +185,17 @@ def prepare(
 
 
 MIN_FREE_BYTES = 50 * 1024**2
+
+
+def _check_scores(job: Job, columns: list[str]) -> None:
+    """Scores must find their columns, and judge rubrics must compile (``JobError``)."""
+    from batchrun.judge import check_rubric
+    from batchrun.scoring import check_expected_columns
+
+    check_expected_columns(job.scores, columns)
+    for spec in job.scores:
+        if spec.grader == "judge":
+            check_rubric(spec, columns)
 
 
 def _check_writable(output: Path, loaded: LoadedJob) -> None:
@@ -256,6 +264,10 @@ async def _judge(
     """Run each judge score over the ok answers (as jobs of their own), then merge them."""
     job = prepared.loaded.job
     judges = [spec for spec in job.scores if spec.grader == "judge"]
+    if not judges:
+        return
+    from batchrun.judge import judge_output, judge_plan, merge_judgements
+
     for spec in judges:
         plan = judge_plan(job, spec, prepared.output)
         if plan is None:
@@ -281,8 +293,7 @@ async def _judge(
         if result.signal is not None:
             report.signal = result.signal
             return
-    if judges:
-        merge_judgements(prepared.output, job.scores)
+    merge_judgements(prepared.output, job.scores)
 
 
 async def _execute_locked(
@@ -300,7 +311,7 @@ async def _execute_locked(
         if kept is not None:
             notify(f"--fresh: the earlier results are kept as {kept}")
     skip = done_keys(output, retry_errors=options.retry_errors)
-    pending = sum(1 for _ in plan.requests(skip=skip, shard=options.shard))
+    pending = plan.count(skip=skip, shard=options.shard)
     sources = {
         model.name: plan.requests(skip=skip, shard=options.shard, models=[model])
         for model in plan.models
@@ -392,7 +403,10 @@ async def _execute_locked(
             storage_errors.append(_storage_message(exc, output))
         try:
             total_rows = compact(output, plan.prompts)
-            score_file(output, job.scores)
+            if job.scores:
+                from batchrun.scoring import score_file
+
+                score_file(output, job.scores)
         except OSError as exc:
             storage_errors.append(_storage_message(exc, output))
             total_rows = -1
@@ -715,5 +729,15 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
         factory = None
     else:
         factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(coroutine)
+    # What exists now (modules, the plan) lives for the whole run: keep it out of the
+    # collector's scans, and collect the young generation less often. Each request makes
+    # many short-lived objects and few cycles.
+    gc.freeze()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], 20_000), *thresholds[1:])
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(coroutine)
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()

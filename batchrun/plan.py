@@ -92,6 +92,14 @@ class Plan:
         """The estimated prompt tokens of every request together."""
         return int(self._tokens.sum()) * len(self.models) * self.job.samples
 
+    def count(
+        self, skip: Container[str] = frozenset(), shard: tuple[int, int] | None = None
+    ) -> int:
+        """How many requests ``requests`` would yield with the same ``skip`` and ``shard``."""
+        if not skip and shard is None:
+            return self.total
+        return sum(1 for _ in self.requests(skip=skip, shard=shard))
+
     def requests(
         self,
         skip: Container[str] = frozenset(),

@@ -33,7 +33,6 @@ from batchrun.errors import (
 )
 from batchrun.limits import Limiter
 from batchrun.plan import Request
-from batchrun.scoring import check_structured
 from batchrun.store import Result
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -102,18 +101,18 @@ class Runner:
         self._limiter = limiter
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
-        self._stopping = asyncio.Event()
+        self._stopping = False
         self.outcome = RunOutcome(models={name: ModelState() for name in limiter.models})
 
     def stop(self) -> None:
         """Take no new requests; those in flight finish."""
-        self._stopping.set()
+        self._stopping = True
         self.outcome.interrupted = True
 
     @property
     def stopping(self) -> bool:
         """Whether the run has been told to stop (or stopped itself)."""
-        return self._stopping.is_set()
+        return self._stopping
 
     async def run(self, sources: Mapping[str, Iterable[Request]]) -> RunOutcome:
         """Send every request of every model (until stopped); return how the run ended.
@@ -139,7 +138,7 @@ class Runner:
         for name in [first, *(other for other in queues if other != first)]:
             state = self.outcome.models[name]
             for request in queues[name]:
-                if self._stopping.is_set():
+                if self._stopping:
                     return
                 if state.stopped_reason is not None:
                     self._on_result(_skipped(request, state.stopped_reason))
@@ -153,11 +152,15 @@ class Runner:
         attempts = 0
         retry_started: float | None = None
         name = request.model.name
+        limiter = self._limiter
         while True:
             attempts += 1
             error: RequestError | None = None
-            async with self._limiter.slot(name, request.estimated_tokens) as permit:
-                if self._stopping.is_set():
+            permit = limiter.try_acquire(name, request.estimated_tokens) or (
+                await limiter.acquire(name, request.estimated_tokens)
+            )
+            try:
+                if self._stopping:
                     return  # unsent: no row, a rerun sends it
                 if state.stopped_reason is not None:
                     self._on_result(_skipped(request, state.stopped_reason))
@@ -178,6 +181,8 @@ class Runner:
                         completion.ratelimit_remaining,
                         completion.ratelimit_reset_s,
                     )
+            finally:
+                permit.release()
             if error is None:
                 state.unavailable_streak = 0
                 state.successes += 1
@@ -194,7 +199,7 @@ class Runner:
             if isinstance(error, FatalRequestError):
                 if self.outcome.fatal is None:
                     self.outcome.fatal = error
-                self._stopping.set()
+                self._stopping = True
                 self._finish_failed(request, error, attempts, started, state)
                 return
             if not isinstance(error, RetryableError | ModelUnavailable):
@@ -206,7 +211,7 @@ class Runner:
             if (
                 attempts > self._retry.max_retries
                 or now - retry_started >= self._retry.max_retry_time_s
-                or self._stopping.is_set()
+                or self._stopping
             ):
                 self._finish_failed(request, error, attempts, started, state)
                 return
@@ -225,11 +230,12 @@ class Runner:
 
 
 def _ok(request: Request, completion: Completion, attempts: int, started: float) -> Result:
-    parsed, valid = (
-        check_structured(completion.text, request.model.response_schema)
-        if request.model.response_schema is not None
-        else (None, None)
-    )
+    parsed: str | None = None
+    valid: bool | None = None
+    if request.model.response_schema is not None:
+        from batchrun.scoring import check_structured
+
+        parsed, valid = check_structured(completion.text, request.model.response_schema)
     return Result(
         prompt_id=request.prompt_id,
         model=request.model.name,

@@ -253,18 +253,35 @@ def compact(output: Path, prompts: pl.DataFrame | None) -> int:
     written = 0
 
     def batches() -> Iterator[pl.DataFrame]:
+        pending: list[pl.DataFrame] = []
         for index, path in enumerate(sources):
-            offset = 0
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS):
-                frame = pl.from_arrow(batch)
-                assert isinstance(frame, pl.DataFrame)
-                mask = masks.get(index)
-                if mask is not None:
-                    frame = frame.filter(mask.slice(offset, frame.height))
-                offset += batch.num_rows
-                if path != output and carried is not None:
-                    frame = carried.attach(frame)
-                yield _conform(frame, schema)
+            mask = masks.get(index)
+            if path == output:
+                # The earlier output can be large: read it a batch at a time.
+                offset = 0
+                for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS):
+                    frame = pl.from_arrow(batch)
+                    assert isinstance(frame, pl.DataFrame)
+                    if mask is not None:
+                        frame = frame.filter(mask.slice(offset, frame.height))
+                    offset += batch.num_rows
+                    yield _conform(frame, schema)
+                continue
+            # Parts are small (one flush each): gather them into batches of about
+            # _BATCH_ROWS, so the per-batch work is done once per batch, not per part.
+            frame = pl.read_parquet(path)
+            pending.append(frame.filter(mask) if mask is not None else frame)
+            if sum(f.height for f in pending) >= _BATCH_ROWS:
+                yield finish(pending)
+                pending = []
+        if pending:
+            yield finish(pending)
+
+    def finish(frames: list[pl.DataFrame]) -> pl.DataFrame:
+        frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+        if carried is not None:
+            frame = carried.attach(frame)
+        return _conform(frame, schema)
 
     def write(tmp: Path) -> None:
         nonlocal written

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,25 +60,36 @@ def batchrun(job: Path) -> list[str]:
     return [sys.executable, "-m", "batchrun", "run", str(job), "--quiet"]
 
 
-def overhead(base: Path, prompts: int) -> list[tuple[str, ...]]:
+def overhead(base: Path, prompts: int, rounds: int) -> list[tuple[str, ...]]:
+    """Bare loop and batchrun, alternated ``rounds`` times; the medians of each."""
     requests = prompts * 2
     rows: list[tuple[str, ...]] = [("1. overhead", "wall s", "req/s", "CPU s / 1k req")]
     env = {**os.environ, KEY_ENV: "sk-bench"}
+    bare: list[tuple[float, float]] = []
+    ours: list[tuple[float, float]] = []
     with gateway_process(cpu=SERVER_CPU) as url:
-        bare_wall, bare_cpu, _, _ = timed([sys.executable, str(HERE / "bare.py"), url,
-                                           str(prompts), "2", "100"])
-        job = write_job(base / "overhead", url, prompts,
-                        limits={"concurrency": 100, "adaptive": False})
-        br_wall, br_cpu, _, _ = timed(batchrun(job), env)
-        sent = gateway_stats(url)["by_path"].get("/v1/chat/completions", 0)
-    assert sent == 2 * requests, f"the gateway received {sent}, expected {2 * requests}"
+        for round_ in range(rounds):
+            wall, cpu, _, _ = timed([sys.executable, str(HERE / "bare.py"), url,
+                                     str(prompts), "2", "100"])
+            bare.append((wall, cpu))
+            job = write_job(base / f"overhead-{round_}", url, prompts,
+                            limits={"concurrency": 100, "adaptive": False})
+            before = gateway_stats(url)["requests"]
+            wall, cpu, _, _ = timed(batchrun(job), env)
+            sent = gateway_stats(url)["requests"] - before
+            assert sent == requests, f"batchrun sent {sent}, expected {requests}"
+            ours.append((wall, cpu))
+    bare_wall, bare_cpu = (statistics.median(x) for x in zip(*bare, strict=True))
+    br_wall, br_cpu = (statistics.median(x) for x in zip(*ours, strict=True))
     bare_rps, br_rps = requests / bare_wall, requests / br_wall
-    rows.append(("bare aiohttp + semaphore", f"{bare_wall:.2f}", f"{bare_rps:,.0f}",
-                 f"{bare_cpu / requests * 1000:.3f}"))
-    rows.append(("batchrun run (whole process)", f"{br_wall:.2f}", f"{br_rps:,.0f}",
-                 f"{br_cpu / requests * 1000:.3f}"))
+    rows.append((f"bare aiohttp + semaphore (median of {rounds})", f"{bare_wall:.2f}",
+                 f"{bare_rps:,.0f}", f"{bare_cpu / requests * 1000:.3f}"))
+    rows.append((f"batchrun run, whole process (median of {rounds})", f"{br_wall:.2f}",
+                 f"{br_rps:,.0f}", f"{br_cpu / requests * 1000:.3f}"))
     rows.append(("ratio batchrun / bare", "", f"{br_rps / bare_rps:.2f} x",
-                 f"{(br_cpu / requests) / (bare_cpu / requests):.2f} x"))
+                 f"{br_cpu / bare_cpu:.2f} x"))
+    rows.append(("each round, batchrun / bare req/s", "",
+                 " ".join(f"{b[0] / o[0]:.2f}" for b, o in zip(bare, ours, strict=True)), ""))
     return rows
 
 
@@ -143,14 +155,23 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--only", choices=["startup", "overhead", "latency", "scale"])
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="bare/batchrun pairs in the overhead test (medians reported)")
     args = parser.parse_args()
     print(f"cores: {CORES}; gateway on {SERVER_CPU}, client on {CLIENT_CPU}\n")
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        print(table(startup()), "\n")
-        print(table(overhead(base, 1_000 if args.quick else 10_000)), "\n")
-        print(table(latency_bound(base, 200 if args.quick else 2_000)), "\n")
-        if not args.skip_scale:
+        wanted = {args.only} if args.only else {"startup", "overhead", "latency", "scale"}
+        if args.skip_scale:
+            wanted.discard("scale")
+        if "startup" in wanted:
+            print(table(startup()), "\n")
+        if "overhead" in wanted:
+            print(table(overhead(base, 1_000 if args.quick else 10_000, args.rounds)), "\n")
+        if "latency" in wanted:
+            print(table(latency_bound(base, 200 if args.quick else 2_000)), "\n")
+        if "scale" in wanted:
             print(table(scale(base, 20_000 if args.quick else 1_000_000)))
 
 

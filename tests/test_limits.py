@@ -6,7 +6,15 @@ import asyncio
 
 import pytest
 
-from batchrun.limits import AdaptiveRate, Limiter, Pacer, ScopeLimits, Window, parse_duration
+from batchrun.limits import (
+    AdaptiveRate,
+    Limiter,
+    Pacer,
+    Permit,
+    ScopeLimits,
+    Window,
+    parse_duration,
+)
 
 
 class FakeClock:
@@ -150,12 +158,15 @@ def test_limiter_retry_after_pauses_the_model() -> None:
             ScopeLimits(4, adaptive=False), {"m": ScopeLimits(4)}, clock=clock, sleep=clock.sleep
         )
         starts = []
-        async with limiter.slot("m", 10) as permit:
-            permit.succeeded(0.1, 10)
-        async with limiter.slot("m", 10) as permit:
-            permit.rate_limited(2.5)
-        async with limiter.slot("m", 10):
-            starts.append(clock.now)
+        permit = await take(limiter, "m", 10)
+        permit.succeeded(0.1, 10)
+        permit.release()
+        permit = await take(limiter, "m", 10)
+        permit.rate_limited(2.5)
+        permit.release()
+        permit = await take(limiter, "m", 10)
+        starts.append(clock.now)
+        permit.release()
         return starts
 
     assert asyncio.run(main()) == [pytest.approx(102.5)]
@@ -174,12 +185,44 @@ def test_limiter_declared_rpm_paces_model() -> None:
         )
         starts = []
         for _ in range(3):
-            async with limiter.slot("m", 1) as permit:
-                starts.append(clock.now)
-                permit.succeeded(0.0, 1)
+            permit = await take(limiter, "m", 1)
+            starts.append(clock.now)
+            permit.succeeded(0.0, 1)
+            permit.release()
         return starts
 
     assert asyncio.run(main()) == pytest.approx([100.0, 100.5, 101.0])
+
+
+async def take(limiter: Limiter, model: str, tokens: float) -> Permit:
+    """A permit the way the runner takes one: at once if free, else by waiting."""
+    return limiter.try_acquire(model, tokens) or await limiter.acquire(model, tokens)
+
+
+def test_try_acquire_takes_nothing_when_it_cannot_grant() -> None:
+    """With the model's window full, try_acquire gives None and holds no key place."""
+
+    async def main() -> tuple[Permit | None, int, Permit | None]:
+        limiter = Limiter(ScopeLimits(4, adaptive=False), {"m": ScopeLimits(1, adaptive=False)})
+        limiter.models["m"].window.open(0.01)
+        first = limiter.try_acquire("m", 1)
+        assert first is not None
+        refused = limiter.try_acquire("m", 1)
+        held = limiter.key.window.in_use
+        first.release()
+        return refused, held, limiter.try_acquire("m", 1)
+
+    refused, held, again = asyncio.run(main())
+    assert refused is None
+    assert held == 1
+    assert again is not None
+
+
+def test_try_acquire_leaves_paced_requests_to_acquire() -> None:
+    """A declared pace is never skipped: try_acquire refuses, acquire waits for the slot."""
+    limiter = Limiter(ScopeLimits(4, adaptive=False), {"m": ScopeLimits(4, rpm=60)})
+    assert limiter.try_acquire("m", 1) is None
+    assert limiter.models["m"].window.in_use == 0
 
 
 @pytest.mark.parametrize(
