@@ -491,6 +491,8 @@ def _get(mapping: Any, key: str) -> Any:
 
 
 def _int_or_none(value: Any) -> int | None:
+    if type(value) is int:  # the usual case first (and never a bool)
+        return value
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int):

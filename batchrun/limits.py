@@ -10,9 +10,11 @@ Three mechanisms, composed per scope (the key, and each model under it):
   (a probe: a bad key or a model without a channel costs one request, not a
   burst). On the first success it opens to its cap, or, when the limits are
   adaptive and round trips short, to a slow start that doubles every round
-  trip until the cap or the first 429. It halves on a 429 and grows back by one per window of
-  successes (AIMD), and shrinks a little when latency climbs well above its
-  baseline.
+  trip until the cap or the first 429. Once the key is known to be good (the
+  model list answered), a probe still unanswered after a short grace opens
+  the window too: quick refusals are over by then. It halves on a 429 and
+  grows back by one per window of successes (AIMD), and shrinks a little
+  when latency climbs well above its baseline.
 * ``AdaptiveRate``: when no rate is declared, the rate a gateway really
   accepts is learned from its 429s: when over-driven, a gateway accepts
   exactly its limit, so the accepted rate measured over the second before
@@ -57,6 +59,8 @@ _SLOW_START_BUDGET_S = 1.0
 _KEY_PROBES = 3
 # Window: a latency this many times its baseline shrinks the window.
 _LATENCY_FACTOR = 3.0
+# ... measured against a baseline taken only after this many answers (or a window's worth).
+_LATENCY_WARMUP = 20
 
 
 class Pacer:
@@ -94,12 +98,17 @@ class Window:
         self.in_use = 0
         self.opened = initial >= cap
         self.slow_start = slow_start
+        # Seconds a probe may be out unanswered before the window opens anyway (None: wait).
+        self.probe_grace: float | None = None
+        self._probe_timer: asyncio.TimerHandle | None = None
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
     def try_take(self) -> bool:
         """Take a free place if there is one now, without waiting."""
         if self.in_use < int(self.limit) and not self._waiters:
             self.in_use += 1
+            if not self.opened:
+                self._probing()
             return True
         return False
 
@@ -122,6 +131,10 @@ class Window:
     def release(self) -> None:
         """Give a place back and wake whoever fits."""
         self.in_use -= 1
+        if self._probe_timer is not None and self.in_use == 0:
+            # The probes are back, however they went: no open on their account.
+            self._probe_timer.cancel()
+            self._probe_timer = None
         self._wake()
 
     def _wake(self) -> None:
@@ -129,7 +142,28 @@ class Window:
             future = self._waiters.popleft()
             if not future.done():
                 self.in_use += 1
+                if not self.opened:
+                    self._probing()
                 future.set_result(None)
+
+    def _probing(self) -> None:
+        """A probe went out: open the window if it is still out after the grace."""
+        if self.probe_grace is not None and self._probe_timer is None:
+            loop = asyncio.get_running_loop()
+            self._probe_timer = loop.call_later(self.probe_grace, self._probe_overdue)
+
+    def _probe_overdue(self) -> None:
+        """No answer within the grace: not a quick refusal, so the endpoint is slow; open.
+
+        A slow start is for endpoints that answer within the grace; for a slow
+        one it would cost more round trips than the burst it avoids.
+        """
+        self._probe_timer = None
+        if not self.opened and self.in_use > 0:
+            self.opened = True
+            self.slow_start = False
+            self.limit = float(self.cap)
+            self._wake()
 
     def open(self, latency_s: float) -> None:
         """The probe succeeded: open to the cap, or to a slow start that doubles each round.
@@ -266,7 +300,10 @@ class Scope:
         self._clock = clock
         self._latency_base: float | None = None
         self._latency_avg: float | None = None
+        self._latency_samples = 0
         self._latency_hold = -math.inf
+        # Rising latency shrinks the window only where the limits adapt.
+        self._watch = limits.adaptive
 
     def unpaced(self) -> bool:
         """Whether a request may go without reserving pace: nothing declared, learned or paused."""
@@ -288,16 +325,17 @@ class Scope:
         return wait
 
     def succeeded(self, latency_s: float, token_delta: float) -> None:
-        """Feedback from a success: open, grow, correct tokens, watch latency."""
+        """Feedback from a success: open, grow, correct tokens, watch latency (if adaptive)."""
         if self.tpm is not None and token_delta:
             self.tpm.correct(token_delta)
         if self.adaptive is not None:
             self.adaptive.on_success(latency_s)
         if not self.window.opened:
             self.window.open(latency_s)
-        else:
+        elif self.window.limit < self.window.cap:
             self.window.grow()
-        self._watch_latency(latency_s)
+        if self._watch:
+            self._watch_latency(latency_s)
 
     def limited(self, retry_after: float | None) -> None:
         """Feedback from a 429: pause if told how long, cut the window and the pace."""
@@ -317,6 +355,10 @@ class Scope:
     def _watch_latency(self, latency_s: float) -> None:
         avg = latency_s if self._latency_avg is None else 0.9 * self._latency_avg + 0.1 * latency_s
         self._latency_avg = avg
+        self._latency_samples += 1
+        if self._latency_samples < max(_LATENCY_WARMUP, int(self.window.limit)):
+            # The first answers of a burst are its fastest: no baseline from them.
+            return
         self._latency_base = avg if self._latency_base is None else min(self._latency_base, avg)
         now = self._clock()
         if (
@@ -397,6 +439,17 @@ class Limiter:
             scope.window.release()
             return None
         return Permit((key, scope), estimated_tokens)
+
+    def trust(self, probe_grace_s: float) -> None:
+        """The key is known to be good: a probe out longer than ``probe_grace_s`` opens its window.
+
+        Gateways refuse a bad key, a model without a channel or an empty balance
+        before calling upstream, so those answers come back quickly; a probe
+        still out after that is being answered, and the others need not wait
+        for it.
+        """
+        for scope in (self.key, *self.models.values()):
+            scope.window.probe_grace = probe_grace_s
 
     async def acquire(self, model: str, estimated_tokens: float) -> Permit:
         """Wait for a place for one request of ``model``: windows, pauses and pace.

@@ -15,6 +15,7 @@ import gc
 import shutil
 import signal
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -63,6 +64,11 @@ from batchrun.summary import RunTally
 from batchrun.templates import compile_prompt
 
 T = TypeVar("T")
+
+# Once the model list has answered (the key is good), a probe unanswered for this many
+# list round trips, and at least the minimum, holds the other requests back no longer.
+PROBE_GRACE_FACTOR = 3.0
+PROBE_GRACE_MIN_S = 0.05
 
 
 @dataclass
@@ -388,7 +394,12 @@ async def _execute_locked(
                 max_connections=job.limits.concurrency,
             ) as client:
                 if pending:
-                    await check_models(client, job, base_url, options, notify)
+                    round_trip = await check_models(client, job, base_url, options, notify)
+                    if round_trip is not None:
+                        # The key is good. Gateways refuse a model without a channel or an
+                        # empty balance before calling upstream, so a probe still out after a
+                        # few list round trips is being answered: nobody need wait for it.
+                        limiter.trust(max(PROBE_GRACE_MIN_S, PROBE_GRACE_FACTOR * round_trip))
                     await report_balance(client, prepared, notify)
                 runner = Runner(client, record, limiter, retry=retry)
                 outcome = await _run_until_signalled(
@@ -506,9 +517,12 @@ def set_aside(output: Path, prompts: pl.DataFrame) -> Path | None:
 async def fetch_models(client: GatewayClient) -> list[ModelInfo]:
     """The gateway's model list; ``CatalogError`` when it gives none."""
     status, payload = await client.get_json("models")
-    if status != 200 and not isinstance(payload, dict):
+    if not isinstance(payload, dict):
         raise CatalogError(f"HTTP {status} from the models endpoint")
-    return parse_models(payload)
+    models = parse_models(payload)
+    if status != 200:
+        raise CatalogError(f"HTTP {status} from the models endpoint")
+    return models
 
 
 async def fetch_balance(client: GatewayClient, access_token: str | None = None) -> Balance:
@@ -542,23 +556,29 @@ async def check_models(
     base_url: str,
     options: RunOptions,
     notify: Callable[[str], None],
-) -> None:
-    """Before sending: every model of the job must be on the gateway's list."""
+) -> float | None:
+    """Before sending: every model of the job must be on the gateway's list.
+
+    Returns the list's round trip in seconds when the gateway answered it
+    (so the key was accepted), None when the list could not be had.
+    """
+    started = time.perf_counter()
     try:
         offered = {model.id for model in await fetch_models(client)}
     except (CatalogError, ConnectionFailure) as exc:
         notify(f"warning: could not check the model list at {base_url} ({exc}); sending anyway")
-        return
+        return None
+    round_trip = time.perf_counter() - started
     missing = [m.id for m in job.models if m.id not in offered]
     if not missing:
-        return
+        return round_trip
     message = (
         f"model {missing[0]!r} is not offered by the gateway at {base_url} "
         f"({len(offered)} models are; `batchrun models --base-url {base_url}` lists them)"
     )
     if not options.model_check:
         notify(f"warning: {message}; sending anyway (--no-model-check)")
-        return
+        return round_trip
     raise JobError(f"models: {message}; fix the id, or pass --no-model-check to send anyway")
 
 

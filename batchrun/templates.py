@@ -4,21 +4,29 @@
 internals and use only the dataset's columns; ``PromptTemplate.render``
 then turns one row into the messages that are sent, failing loudly
 (``JobError``) rather than sending a half-rendered prompt.
+
+Most prompts are text with ``{{ column }}`` in it. Those are recognised
+without Jinja (``plain_pieces``, which gives exactly the pieces Jinja's
+parser would) and rendered for all rows at once with Polars; Jinja is
+imported only for templates that need it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 import polars as pl
-from jinja2 import meta, nodes
-from jinja2.sandbox import SandboxedEnvironment
 
 from batchrun.config import PromptSpec
 from batchrun.errors import JobError
+
+if TYPE_CHECKING:
+    import jinja2
+    from jinja2 import nodes
+    from jinja2.sandbox import SandboxedEnvironment
 
 Message = dict[str, str]
 _PLAIN_DTYPES = (
@@ -44,6 +52,9 @@ def _concat(pieces: tuple[tuple[bool, str], ...]) -> pl.Expr:
 
 
 def _environment() -> SandboxedEnvironment:
+    import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
+
     return SandboxedEnvironment(
         undefined=jinja2.StrictUndefined,
         autoescape=False,
@@ -51,14 +62,21 @@ def _environment() -> SandboxedEnvironment:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Turn:
     role: str
     where: str
-    template: jinja2.Template
+    source: str
     variables: frozenset[str]
     # Text and plain ``{{ column }}`` pieces, when that is all the template is.
     pieces: tuple[tuple[bool, str], ...] | None
+    template: jinja2.Template | None = field(default=None)
+
+    def compiled(self) -> jinja2.Template:
+        """The Jinja template, compiled the first time it is needed."""
+        if self.template is None:
+            self.template = _environment().from_string(self.source)
+        return self.template
 
 
 class PromptTemplate:
@@ -122,10 +140,12 @@ class PromptTemplate:
 
     def render(self, row: Mapping[str, Any], prompt_id: str = "") -> list[Message]:
         """The messages for one row; ``JobError`` when a template cannot render it."""
+        import jinja2
+
         messages: list[Message] = []
         for turn in self._turns:
             try:
-                content = turn.template.render(row)
+                content = turn.compiled().render(row)
             except jinja2.exceptions.SecurityError as exc:
                 raise JobError(f"{turn.where}: refused by the sandbox: {exc}") from None
             except jinja2.exceptions.UndefinedError as exc:
@@ -143,24 +163,82 @@ class PromptTemplate:
 
 def compile_prompt(spec: PromptSpec) -> PromptTemplate:
     """Parse every turn of the prompt; ``JobError`` on syntax errors or unsafe access."""
-    env = _environment()
     turns: list[_Turn] = []
     for index, turn in enumerate(spec.turns()):
         where = f"prompt.{turn.role}" if spec.messages is None else f"prompt.messages[{index}]"
-        try:
-            tree = env.parse(turn.content)
-        except jinja2.TemplateSyntaxError as exc:
-            raise JobError(
-                f"{where}: template syntax error on template line {exc.lineno}: {exc.message}"
-            ) from None
-        _refuse_internals(tree, where)
-        variables = frozenset(meta.find_undeclared_variables(tree))
-        turns.append(_Turn(turn.role, where, env.from_string(tree), variables, _plain_pieces(tree)))
+        pieces = plain_pieces(turn.content)
+        if pieces is not None:
+            variables = frozenset(text for is_column, text in pieces if is_column)
+            turns.append(_Turn(turn.role, where, turn.content, variables, pieces))
+        else:
+            turns.append(_parsed_turn(turn.role, where, turn.content))
     return PromptTemplate(turns)
 
 
-def _plain_pieces(tree: nodes.Template) -> tuple[tuple[bool, str], ...] | None:
-    """(is_column, text) pieces of a template made only of text and ``{{ name }}``."""
+def _parsed_turn(role: str, where: str, source: str) -> _Turn:
+    """A turn parsed by Jinja: checked for syntax and unsafe access, its columns found."""
+    import jinja2
+    from jinja2 import meta
+
+    env = _environment()
+    try:
+        tree = env.parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise JobError(
+            f"{where}: template syntax error on template line {exc.lineno}: {exc.message}"
+        ) from None
+    _refuse_internals(tree, where)
+    variables = frozenset(meta.find_undeclared_variables(tree))
+    return _Turn(
+        role, where, source, variables, _parsed_pieces(tree), template=env.from_string(tree)
+    )
+
+
+# ``{{ name }}`` with nothing else inside; names Jinja reads as constants or operators
+# are left to Jinja.
+_PLAIN_VARIABLE = re.compile(r"\{\{[ \t\n]*([A-Za-z_][A-Za-z0-9_]*)[ \t\n]*\}\}")
+_NOT_PLAIN_NAMES = frozenset(
+    {"true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is"}
+    | {"if", "else", "elif", "for", "recursive"}
+)
+_NEWLINES = re.compile(r"\r\n|\r|\n")
+
+
+def plain_pieces(source: str) -> tuple[tuple[bool, str], ...] | None:
+    """(is_column, text) pieces of a template of only text and ``{{ name }}``, or None.
+
+    Gives what Jinja's parser would for such a template: newlines made
+    ``\\n``, one trailing newline dropped. Anything else Jinja might read
+    differently (blocks, comments, filters, whitespace control) gives None.
+    """
+    text = _NEWLINES.sub("\n", source)
+    if text.endswith("\n"):
+        text = text[:-1]
+    if "{%" in text or "{#" in text:
+        return None
+    pieces: list[tuple[bool, str]] = []
+    position = 0
+    for match in _PLAIN_VARIABLE.finditer(text):
+        data = text[position : match.start()]
+        name = match.group(1)
+        if "{{" in data or name in _NOT_PLAIN_NAMES:
+            return None
+        if data:
+            pieces.append((False, data))
+        pieces.append((True, name))
+        position = match.end()
+    rest = text[position:]
+    if "{{" in rest:
+        return None
+    if rest:
+        pieces.append((False, rest))
+    return tuple(pieces)
+
+
+def _parsed_pieces(tree: nodes.Template) -> tuple[tuple[bool, str], ...] | None:
+    """(is_column, text) pieces of a parsed template made only of text and ``{{ name }}``."""
+    from jinja2 import nodes
+
     pieces: list[tuple[bool, str]] = []
     for statement in tree.body:
         if not isinstance(statement, nodes.Output):
@@ -177,6 +255,8 @@ def _plain_pieces(tree: nodes.Template) -> tuple[tuple[bool, str], ...] | None:
 
 def _refuse_internals(tree: nodes.Template, where: str) -> None:
     """Refuse attribute or item access to underscore names before anything renders."""
+    from jinja2 import nodes
+
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         name: object = None
         if isinstance(node, nodes.Getattr):

@@ -11,6 +11,7 @@ from batchrun.limits import (
     Limiter,
     Pacer,
     Permit,
+    Scope,
     ScopeLimits,
     Window,
     parse_duration,
@@ -242,3 +243,98 @@ def test_try_acquire_leaves_paced_requests_to_acquire() -> None:
 def test_parse_duration(text: str, seconds: float | None) -> None:
     """Go-style durations from x-ratelimit-reset-* headers."""
     assert parse_duration(text) == (pytest.approx(seconds) if seconds is not None else None)
+
+
+def _opened_scope(adaptive: bool, clock: FakeClock) -> Scope:
+    scope = Scope("m", ScopeLimits(40, adaptive=adaptive), clock)
+    scope.window.shrink(1.0)  # opened, no slow start
+    scope.window.limit = 40.0
+    return scope
+
+
+def test_rising_latency_shrinks_an_adaptive_window() -> None:
+    """Latency three times its baseline cuts the window by a tenth, once per second."""
+    clock = FakeClock()
+    scope = _opened_scope(True, clock)
+    for _ in range(60):
+        scope.succeeded(0.2, 0.0)
+    assert scope.window.limit == 40.0
+    for _ in range(60):
+        scope.succeeded(1.0, 0.0)
+    # One cut to 36 within the second (then regrowth of +1 per window of successes).
+    assert 36.0 < scope.window.limit < 38.0
+    before = scope.window.limit
+    clock.now += 1.5
+    scope.succeeded(1.0, 0.0)
+    assert scope.window.limit == pytest.approx((before + 1 / before) * 0.9)
+
+
+def test_latency_is_not_watched_without_adaptation() -> None:
+    """With adaptive limits off, latency never moves the window."""
+    clock = FakeClock()
+    scope = _opened_scope(False, clock)
+    for latency in [0.2] * 60 + [1.0] * 60:
+        scope.succeeded(latency, 0.0)
+    assert scope.window.limit == 40.0
+
+
+def test_the_first_answers_of_a_burst_set_no_baseline() -> None:
+    """A burst's first answers are its fastest: against them, ordinary latency is no rise."""
+    clock = FakeClock()
+    scope = _opened_scope(True, clock)
+    for latency in [0.08] * 10 + [0.3] * 100:
+        scope.succeeded(latency, 0.0)
+    assert scope.window.limit == 40.0
+
+
+async def _second_waits(window: Window, answer_probe_after: float | None) -> tuple[float, bool]:
+    """Send a probe, then ask for a second place: how long it waited, and if the window opened.
+
+    ``answer_probe_after``: release the probe (any answer) after that many seconds.
+    """
+    loop = asyncio.get_running_loop()
+    await window.acquire()
+    if answer_probe_after is not None:
+        loop.call_later(answer_probe_after, window.release)
+    started = loop.time()
+    await asyncio.wait_for(window.acquire(), 1.0)
+    return loop.time() - started, window.opened
+
+
+def test_a_probe_out_past_the_grace_opens_the_window() -> None:
+    """With a trusted key, a probe still unanswered after the grace lets the others go."""
+    window = Window(10)
+    window.probe_grace = 0.02
+    waited, opened = asyncio.run(_second_waits(window, None))
+    assert opened and window.limit == 10
+    assert 0.015 <= waited < 0.5
+
+
+def test_without_trust_the_probe_is_waited_for() -> None:
+    """No grace: the second request goes only when the probe is back."""
+    window = Window(10)
+    waited, opened = asyncio.run(_second_waits(window, 0.1))
+    assert not opened
+    assert waited >= 0.09
+
+
+def test_a_probe_answered_within_the_grace_opens_nothing() -> None:
+    """A quick answer (a refusal, say) cancels the grace: the window stays at one place."""
+
+    async def main() -> tuple[bool, float]:
+        window = Window(10)
+        window.probe_grace = 0.05
+        await window.acquire()
+        window.release()  # a quick refusal
+        await asyncio.sleep(0.1)
+        return window.opened, window.limit
+
+    assert asyncio.run(main()) == (False, 1.0)
+
+
+def test_limiter_trust_sets_the_grace_everywhere() -> None:
+    """``trust`` gives the key's window and every model's the grace."""
+    limiter = Limiter(ScopeLimits(8), {"a": ScopeLimits(4), "b": ScopeLimits(4)})
+    limiter.trust(0.2)
+    windows = [limiter.key.window, *(scope.window for scope in limiter.models.values())]
+    assert [w.probe_grace for w in windows] == [0.2, 0.2, 0.2]

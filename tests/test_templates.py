@@ -94,3 +94,97 @@ def test_column_rendering_declines_filters_and_floats() -> None:
         is None
     )
     assert compile_prompt(PromptSpec(user="{{ f }}")).render_columns(frame) is None
+
+
+def _jinja_pieces(source: str) -> tuple[tuple[bool, str], ...] | str | None:
+    """What Jinja's own parser makes of ``source``: pieces, None, or "syntax error"."""
+    import jinja2
+
+    from batchrun.templates import _environment, _parsed_pieces
+
+    try:
+        tree = _environment().parse(source)
+    except jinja2.TemplateSyntaxError:
+        return "syntax error"
+    return _parsed_pieces(tree)
+
+
+def test_plain_templates_are_read_as_jinja_reads_them() -> None:
+    """Recognised without Jinja, a template gives exactly Jinja's pieces; never one Jinja refuses.
+
+    Random templates from the characters that matter to Jinja's lexer.
+    """
+    import random
+
+    from batchrun.templates import plain_pieces
+
+    tokens = [
+        "{{",
+        "}}",
+        "{%",
+        "%}",
+        "{#",
+        "#}",
+        " ",
+        "x",
+        "y_1",
+        "\n",
+        "\r\n",
+        "\r",
+        "-",
+        "+",
+        "|",
+        ".",
+        "true",
+        "None",
+        "if",
+        "Q: ",
+        "{",
+        "}",
+        "\t",
+        "é",
+    ]
+    rng = random.Random(7)
+    samples = [
+        "{{ question }}",
+        "Q: {{q}} and {{ x }}\n",
+        "a\r\nb{{ y }}\n\n",
+        "}} {{ a }} {",
+        "{{ x }}{{ y }}",
+    ] + ["".join(rng.choice(tokens) for _ in range(rng.randint(0, 12))) for _ in range(3000)]
+    plain = 0
+    for source in samples:
+        fast = plain_pieces(source)
+        if fast is not None:
+            plain += 1
+            assert fast == _jinja_pieces(source), repr(source)
+    assert plain > 300  # the sample exercises the plain path, not only refusals
+
+
+def test_plain_template_renders_without_jinja() -> None:
+    """A job of plain templates never imports Jinja (start-up time), yet renders the same."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys, polars as pl\n"
+        "from batchrun.config import PromptSpec\n"
+        "from batchrun.templates import compile_prompt\n"
+        "t = compile_prompt(PromptSpec(system='Be brief.', user='Q: {{ q }}'))\n"
+        "m, p = t.render_columns(pl.DataFrame({'q': ['2+2']}))\n"
+        "print(json.dumps([m[0], p[0], 'jinja2' in sys.modules]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    messages, prompt, imported = json.loads(out.stdout)
+    assert json.loads(messages) == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Q: 2+2"},
+    ]
+    assert prompt == "Q: 2+2"
+    assert imported is False
+    template = compile_prompt(PromptSpec(system="Be brief.", user="Q: {{ q }}"))
+    assert template.render({"q": "2+2"}) == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Q: 2+2"},
+    ]

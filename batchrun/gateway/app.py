@@ -56,7 +56,7 @@ class GatewaySettings:
     ratelimit_headers: bool = False
     stream_chunk_ms: float = 0.0
     stall_s: float = 2.0
-    models_shape: str = "oneapi"  # oneapi | newapi | newapi2026
+    models_shape: str = "oneapi"  # oneapi | newapi | newapi2026 | missing (404, no list)
     balance_usd: float = 100.0  # the key's limit; > 100,000,000 means unlimited
     used_usd: float = 12.5
     billing: str = "dashboard"  # dashboard | token_usage (new-api's /api/usage/token/)
@@ -76,6 +76,20 @@ class GatewayStats:
     rate_limited: int = 0
     authorizations: list[str] = field(default_factory=list)
     header_names: collections.Counter[str] = field(default_factory=collections.Counter)
+    in_flight: int = 0  # generation requests being answered now
+    max_in_flight: int = 0
+    in_flight_at_first_answer: int | None = None  # how many were out when the first came back
+
+    def begin(self) -> None:
+        """A generation request came in."""
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def end(self) -> None:
+        """A generation request was answered."""
+        if self.in_flight_at_first_answer is None:
+            self.in_flight_at_first_answer = self.in_flight
+        self.in_flight -= 1
 
 
 class _Window:
@@ -198,6 +212,8 @@ class Gateway:
                 "by_model": dict(stats.by_model),
                 "by_status": {str(k): v for k, v in stats.by_status.items()},
                 "rate_limited": stats.rate_limited,
+                "max_in_flight": stats.max_in_flight,
+                "in_flight_at_first_answer": stats.in_flight_at_first_answer,
             }
         )
 
@@ -223,6 +239,8 @@ class Gateway:
         self.stats.by_path[request.path] += 1
         if not self._authorized(request):
             return FAULTS["S07"](FaultContext(request_id=self._request_id(), model=""))
+        if self.settings.models_shape == "missing":
+            return web.Response(status=404, text="404 page not found")
         data = [
             {
                 "id": model,
@@ -359,7 +377,11 @@ class Gateway:
         self.stats.all_requests += 1
         self.stats.by_path[request.path] += 1
         request_id = self._request_id()
-        response = await self._chat(request, request_id)
+        self.stats.begin()
+        try:
+            response = await self._chat(request, request_id)
+        finally:
+            self.stats.end()
         if not response.prepared:
             response.headers["X-Oneapi-Request-Id"] = request_id
         self.stats.by_status[response.status] += 1
