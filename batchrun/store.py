@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import polars as pl
-import pyarrow.parquet as pq
+from polars.io.plugins import register_io_source
 
 from batchrun.dataset import PROMPT_ID
 
@@ -259,12 +259,11 @@ def compact(output: Path, prompts: pl.DataFrame | None) -> int:
             if path == output:
                 # The earlier output can be large: read it a batch at a time.
                 offset = 0
-                for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS):
-                    frame = pl.from_arrow(batch)
-                    assert isinstance(frame, pl.DataFrame)
+                for frame in pl.scan_parquet(path).collect_batches(chunk_size=_BATCH_ROWS):
+                    height = frame.height
                     if mask is not None:
-                        frame = frame.filter(mask.slice(offset, frame.height))
-                    offset += batch.num_rows
+                        frame = frame.filter(mask.slice(offset, height))
+                    offset += height
                     yield _conform(frame, schema)
                 continue
             # Parts are small (one flush each): gather them into batches of about
@@ -283,13 +282,15 @@ def compact(output: Path, prompts: pl.DataFrame | None) -> int:
             frame = carried.attach(frame)
         return _conform(frame, schema)
 
-    def write(tmp: Path) -> None:
+    def source(*_: object) -> Iterator[pl.DataFrame]:
         nonlocal written
-        arrow_schema = _conform(pl.DataFrame(schema=schema), schema).to_arrow().schema
-        with pq.ParquetWriter(tmp, arrow_schema, compression="zstd") as writer:
-            for frame in batches():
-                writer.write_table(frame.to_arrow())
-                written += frame.height
+        for frame in batches():
+            written += frame.height
+            yield frame
+
+    def write(tmp: Path) -> None:
+        # Polars pulls the batches one at a time and streams them into the file.
+        register_io_source(source, schema=schema).sink_parquet(tmp, compression="zstd")
 
     output.parent.mkdir(parents=True, exist_ok=True)
     _replace_atomic(write, output)
