@@ -206,7 +206,7 @@ class OutputSpec(_Strict):
     """Where results go and how often they are flushed."""
 
     path: Annotated[str, Field(min_length=1)]
-    flush_every: PositiveInt = 1000
+    flush_every: PositiveInt = 5000
     flush_seconds: PositiveFloat = 10.0
 
     @field_validator("path")

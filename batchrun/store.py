@@ -151,7 +151,7 @@ class ResultSink:
         run_id: str,
         job: str,
         *,
-        flush_every: int = 1000,
+        flush_every: int = 5000,
         flush_seconds: float = 10.0,
     ) -> None:
         self.output = output
@@ -180,7 +180,8 @@ class ResultSink:
             return
         frame = results_frame(self._buffer, self.run_id, self.job)
         folder = parts_dir(self.output)
-        folder.mkdir(parents=True, exist_ok=True)
+        if self._sequence == 0:
+            folder.mkdir(parents=True, exist_ok=True)
         self._sequence += 1
         final = folder / f"part-{self.run_id}-{self._sequence:06d}.parquet"
         _write_atomic(frame, final)

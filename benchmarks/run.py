@@ -177,8 +177,9 @@ def scale(base: Path, large: int) -> list[tuple[str, ...]]:
 
 def startup() -> list[tuple[str, ...]]:
     probe = (
-        "import sys, runpy; sys.argv=['batchrun','--help'];\n"
-        "try:\n    runpy.run_module('batchrun', run_name='__main__')\n"
+        "import sys\n"
+        "from batchrun.cli import main\n"
+        "try:\n    main(['--help'])\n"
         "except SystemExit:\n    pass\n"
         "names=('polars','aiohttp','pyarrow','pydantic','jinja2')\n"
         "heavy=[m for m in names if m in sys.modules]\n"
