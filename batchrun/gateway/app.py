@@ -22,6 +22,11 @@ from typing import Any
 
 from aiohttp import web
 
+try:
+    import orjson as _orjson
+except ImportError:  # orjson is optional: the standard library gives the same JSON
+    _orjson = None  # type: ignore[assignment]
+
 from batchrun.gateway.faults import ANSWER_SCENARIOS, FAULTS, FaultContext
 from batchrun.gateway.formats import render_other
 from batchrun.gateway.replies import answer, count_tokens
@@ -74,7 +79,7 @@ class GatewayStats:
     by_model: collections.Counter[str] = field(default_factory=collections.Counter)
     by_status: collections.Counter[int] = field(default_factory=collections.Counter)
     rate_limited: int = 0
-    authorizations: list[str] = field(default_factory=list)
+    authorizations: set[str] = field(default_factory=set)  # each distinct one
     header_names: collections.Counter[str] = field(default_factory=collections.Counter)
     in_flight: int = 0  # generation requests being answered now
     max_in_flight: int = 0
@@ -107,6 +112,14 @@ class _Window:
             self.times.append(now)
             return 0.0
         return 60.0 - (now - self.times[0])
+
+
+def _dumps(value: Any) -> bytes:
+    return _orjson.dumps(value) if _orjson is not None else json.dumps(value).encode()
+
+
+def _loads(data: bytes) -> Any:
+    return _orjson.loads(data) if _orjson is not None else json.loads(data)
 
 
 def _text_of(content: Any) -> str:
@@ -174,6 +187,8 @@ class Gateway:
         self.stats = GatewayStats()
         self._random = random.Random(self.settings.seed)
         self._ids = itertools.count(1)
+        self._stamp_second = -1
+        self._stamp = ""
         self._key_window = (
             self._limit(self.settings.key_rpm) if self.settings.key_rpm is not None else None
         )
@@ -218,8 +233,11 @@ class Gateway:
         )
 
     def _request_id(self) -> str:
-        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
-        return f"{stamp}{next(self._ids):09d}batchrun"
+        now = int(time.time())
+        if now != self._stamp_second:
+            self._stamp_second = now
+            self._stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(now))
+        return f"{self._stamp}{next(self._ids):09d}batchrun"
 
     def _authorized(self, request: web.Request) -> bool:
         key = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
@@ -405,7 +423,7 @@ class Gateway:
         for other in ("x-api-key", "x-goog-api-key"):
             if not auth and request.headers.get(other):
                 auth = "Bearer " + request.headers[other]
-        self.stats.authorizations.append(auth)
+        self.stats.authorizations.add(auth)
         ctx = FaultContext(request_id=request_id, model="")
         key = auth.removeprefix("Bearer ").strip().removeprefix("sk-")
         if not key:
@@ -415,7 +433,7 @@ class Gateway:
         }:
             return FAULTS["S07"](ctx)
         try:
-            body = json.loads(await request.read())
+            body = _loads(await request.read())
         except ValueError:
             body = None
         if not isinstance(body, dict):
@@ -653,6 +671,4 @@ class Gateway:
                 "x-ratelimit-remaining-requests": "4999",
                 "x-ratelimit-reset-requests": "12ms",
             }
-        return web.Response(
-            body=json.dumps(payload).encode(), content_type="application/json", headers=headers
-        )
+        return web.Response(body=_dumps(payload), content_type="application/json", headers=headers)
