@@ -140,14 +140,15 @@ class GatewayClient:
         if request.model.stream:
             return await self._complete_stream(request)
         api = request.model.api
-        url = self._url if api == "chat" else self._base.join(yarl.URL(request.model.path))
-        extra = api_headers(api, self._secrets[0] if self._secrets else None)
+        if api == "chat":
+            url, extra = self._url, None
+        else:
+            url = self._base.join(yarl.URL(request.model.path))
+            extra = api_headers(api, self._secrets[0] if self._secrets else None) or None
         started = time.perf_counter()
         task = self._deadlines.arm()
         try:
-            async with self._session.post(
-                url, data=request.body, headers=extra or None
-            ) as response:
+            async with self._session.post(url, data=request.body, headers=extra) as response:
                 body = await response.read()
                 status = response.status
                 headers = response.headers

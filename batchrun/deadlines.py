@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 
 class Deadlines:
@@ -41,7 +42,7 @@ class Deadlines:
         """Start the current task's deadline; call ``disarm`` when its request is done."""
         task = asyncio.current_task()
         assert task is not None, "Deadlines.arm runs inside a task"
-        self._due[task] = (asyncio.get_running_loop().time() + self.timeout_s, task.cancelling())
+        self._due[task] = (time.monotonic() + self.timeout_s, task.cancelling())
         return task
 
     def disarm(self, task: asyncio.Task[object]) -> None:
@@ -61,10 +62,9 @@ class Deadlines:
         return task.uncancel() <= self._due[task][1]
 
     async def _sweep(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._period)
-            now = loop.time()
+            now = time.monotonic()
             for task, (due, _) in list(self._due.items()):
                 if due <= now and task not in self._expired:
                     self._expired.add(task)
