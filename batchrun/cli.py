@@ -30,6 +30,7 @@ from batchrun.errors import (
     EXIT_USAGE,
     BatchrunError,
     JobError,
+    OutputError,
 )
 
 if TYPE_CHECKING:
@@ -69,6 +70,19 @@ class Failure(click.ClickException):
         click.echo(f"batchrun: error: {self.message}", err=True)
 
 
+def _writing(path: Path, write: Callable[[], T]) -> T:
+    """Call ``write``; a failure to write ``path`` becomes one clear ``OutputError``."""
+    import polars as pl
+
+    try:
+        return write()
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise OutputError(
+            f"cannot write {path}: {reason}; check that its folder exists, is writable and has room"
+        ) from None
+
+
 def _guard(debug: bool, action: Callable[[], T]) -> T:
     """Run ``action``; turn batchrun's own errors into ``Failure``."""
     try:
@@ -99,7 +113,7 @@ def entry() -> NoReturn:
     """The ``batchrun`` command: ``main``, then an exit without the interpreter's teardown.
 
     Everything batchrun writes is closed and synced before a command returns;
-    tearing down Polars, Arrow and aiohttp module by module would only add
+    tearing down Polars, pydantic and aiohttp module by module would only add
     about a tenth of a second to every run. Standard streams are flushed first.
     """
     try:
@@ -389,9 +403,9 @@ def compare(results: tuple[Path, ...], fmt: str, wide: Path | None, debug: bool)
         if wide is not None:
             table = comparing.side_by_side(comparison.latest.frame)
             if wide.suffix == ".csv":
-                table.write_csv(wide)
+                _writing(wide, lambda: table.write_csv(wide))
             else:
-                table.write_parquet(wide)
+                _writing(wide, lambda: table.write_parquet(wide))
         return comparing.render(comparison, fmt)
 
     click.echo(_guard(debug, go), nl=False)
@@ -419,7 +433,8 @@ def report(results: tuple[Path, ...], output: Path, title: str | None, debug: bo
 
     def go() -> None:
         comparison = comparing.compare(comparing.load_snapshots(list(results)))
-        output.write_text(build_report(comparison, title), encoding="utf-8")
+        page = build_report(comparison, title)
+        _writing(output, lambda: output.write_text(page, encoding="utf-8"))
 
     _guard(debug, go)
     click.echo(f"wrote {output}")
@@ -441,7 +456,7 @@ def score(job: str, results: Path | None, debug: bool) -> None:
         if not target.exists():
             raise JobError(f"{target}: no such results file")
         names = ", ".join(s.name for s in loaded.job.scores if s.grader != "judge")
-        return target, score_file(target, loaded.job.scores), names
+        return target, _writing(target, lambda: score_file(target, loaded.job.scores)), names
 
     target, count, names = _guard(debug, go)
     click.echo(f"scored {count} rows of {target} ({names or 'no scores declared'})")

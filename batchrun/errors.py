@@ -46,6 +46,12 @@ class LockedError(BatchrunError):
     exit_code = EXIT_USAGE
 
 
+class OutputError(BatchrunError):
+    """A file the user asked for (a report, a table, scores) could not be written."""
+
+    exit_code = EXIT_USAGE
+
+
 class RunRefused(BatchrunError):
     """The gateway refused the run as a whole (bad key, exhausted balance)."""
 

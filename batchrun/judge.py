@@ -11,7 +11,6 @@ then puts ``score_<name>`` and ``score_<name>_reason`` into the main output.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import polars as pl
@@ -28,7 +27,7 @@ from batchrun.dataset import PROMPT_ID
 from batchrun.errors import JobError
 from batchrun.plan import Plan, build_plan
 from batchrun.scoring import parse_judgement, score_column
-from batchrun.store import RESULT_SCHEMA
+from batchrun.store import RESULT_SCHEMA, write_parquet_atomic
 from batchrun.templates import compile_prompt
 
 JUDGE_PARAMS = {"temperature": 0, "max_tokens": 300}
@@ -113,6 +112,4 @@ def merge_judgements(output: Path, specs: list[ScoreSpec]) -> None:
         frame = frame.drop(
             [c for c in graded.columns if c != "request_key" and c in frame.columns]
         ).join(graded, on="request_key", how="left")
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.judge.tmp")
-    frame.write_parquet(tmp, compression="zstd")
-    tmp.replace(output)
+    write_parquet_atomic(frame, output)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +25,7 @@ import polars as pl
 
 from batchrun.config import ScoreSpec
 from batchrun.errors import JobError
-from batchrun.store import INPUT_PREFIX
+from batchrun.store import INPUT_PREFIX, write_parquet_atomic
 
 _NUMBER = re.compile(r"[-+]?(?:\d[\d,]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 Grader = Callable[[str, Any, ScoreSpec], float | None]
@@ -196,9 +195,7 @@ def score_file(output: Path, specs: list[ScoreSpec]) -> int:
         return 0
     frame = pl.read_parquet(output)
     frame = apply_scores(frame, graded)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.scores.tmp")
-    frame.write_parquet(tmp, compression="zstd")
-    tmp.replace(output)
+    write_parquet_atomic(frame, output)
     return frame.height
 
 

@@ -11,7 +11,9 @@ atomically. ``done_keys`` tells a rerun what it need not send again.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -184,14 +186,18 @@ class ResultSink:
             folder.mkdir(parents=True, exist_ok=True)
         self._sequence += 1
         final = folder / f"part-{self.run_id}-{self._sequence:06d}.parquet"
-        _write_atomic(frame, final)
+        write_parquet_atomic(frame, final, statistics=False)
         self._buffer.clear()
 
 
-def _write_atomic(frame: pl.DataFrame, path: Path) -> None:
-    """Write ``frame`` to a temporary name, sync it, rename it into place."""
+def write_parquet_atomic(frame: pl.DataFrame, path: Path, *, statistics: bool = True) -> None:
+    """Write ``frame`` to a temporary name, sync it, rename it into place.
+
+    A failed write raises ``OSError`` (never Polars' ``ComputeError``) and
+    leaves ``path`` as it was.
+    """
     _replace_atomic(
-        lambda tmp: frame.write_parquet(tmp, compression="zstd", statistics=False), path
+        lambda tmp: frame.write_parquet(tmp, compression="zstd", statistics=statistics), path
     )
 
 
@@ -199,7 +205,10 @@ def _replace_atomic(write: Callable[[Path], None], path: Path) -> None:
     """Call ``write`` on a temporary name beside ``path``, sync, then rename into place."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        write(tmp)
+        try:
+            write(tmp)
+        except pl.exceptions.PolarsError as exc:
+            raise _os_error(exc, tmp) from None
         with tmp.open("rb") as handle:
             os.fsync(handle.fileno())
         tmp.replace(path)
@@ -207,6 +216,23 @@ def _replace_atomic(write: Callable[[Path], None], path: Path) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def _os_error(exc: pl.exceptions.PolarsError, path: Path) -> OSError:
+    """The ``OSError`` behind a failed Polars write (Polars reports it as a ``ComputeError``).
+
+    Writing batchrun's own fixed-schema frames fails only when the file
+    system does; the OS error number is taken from Polars' message when it
+    gives one.
+    """
+    match = _OS_ERROR.search(str(exc))
+    if match is not None:
+        code = int(match.group(1))
+        return OSError(code, os.strerror(code), str(path))
+    return OSError(errno.EIO, f"the write failed ({exc})", str(path))
 
 
 def part_files(output: Path) -> list[Path]:

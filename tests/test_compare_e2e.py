@@ -249,3 +249,27 @@ def test_report_renders_in_chromium(
         check=True,
     )
     assert shot.stat().st_size > 20_000
+
+
+def test_unwritable_outputs_are_one_line(start_gateway: Callable[..., GatewayThread]) -> None:
+    """A report, a wide table or scores that cannot be written: one line, exit 2, no traceback.
+
+    The wide table and the scores meet a real "no space left" (a link to /dev/full).
+    """
+    import os
+
+    scored_run(start_gateway, {"model-a": 1.0, "model-b": 0.5}, "out/r.parquet", rows=4)
+    before = pl.read_parquet("out/r.parquet")
+    failures = []
+    failures.append(invoke("report", "out/r.parquet", "-o", "missing/report.html"))
+    Path("full.parquet").symlink_to("/dev/full")
+    failures.append(invoke("compare", "out/r.parquet", "--wide", "full.parquet"))
+    Path(f"out/.r.parquet.{os.getpid()}.tmp").symlink_to("/dev/full")
+    failures.append(invoke("score", "job.yaml"))
+    paths = ["missing/report.html", "full.parquet", "out/r.parquet"]
+    for result, path in zip(failures, paths, strict=True):
+        assert result.exit_code == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"batchrun: error: cannot write {path}: ")
+        assert "Traceback" not in result.output
+    assert pl.read_parquet("out/r.parquet").equals(before)  # the results are untouched

@@ -226,6 +226,46 @@ def test_full_disk_stops_cleanly(gateway: GatewayThread, monkeypatch: pytest.Mon
     assert pl.read_parquet(OUTPUT).height == 80
 
 
+def test_failed_compaction_write_is_one_line(gateway: GatewayThread) -> None:
+    """Polars' own write failure (not a stand-in) ends in one line, exit 1, parts kept.
+
+    Compaction's temporary file is a link to /dev/full, so Polars' writer
+    meets a real "no space left on device".
+    """
+    make_prompts(Path("prompts.parquet"), 10)
+    write_job(Path("job.yaml"), job_dict(gateway.url, output={"path": str(OUTPUT)}))
+    blocker = OUTPUT.with_name(f".{OUTPUT.name}.{os.getpid()}.tmp")
+    blocker.parent.mkdir(parents=True)
+    blocker.symlink_to("/dev/full")
+    result = invoke("run", "job.yaml")
+    assert result.exit_code == 1
+    assert "cannot write results beside" in result.stderr
+    assert "Traceback" not in result.output
+    assert sum(pl.read_parquet(p).height for p in part_files(OUTPUT)) == 20
+    assert not blocker.is_symlink()  # the failed temporary file was cleaned up
+    again = invoke("run", "job.yaml")
+    assert again.exit_code == 0, again.stderr
+    assert gateway.gateway.stats.requests == 20
+    assert pl.read_parquet(OUTPUT).height == 20
+
+
+@pytest.mark.parametrize(
+    ("message", "code", "reason"),
+    [
+        ("parquet: underlying IO error: No space left on device (os error 28)", errno.ENOSPC,
+         "No space left on device"),
+        ("parquet: File out of specification: Invalid thrift: transport error", errno.EIO,
+         "the write failed (parquet: File out of specification: Invalid thrift: transport error)"),
+    ],
+)  # fmt: skip
+def test_polars_write_errors_become_os_errors(message: str, code: int, reason: str) -> None:
+    """A failed Polars write is reported as the OSError it is, with the number when known."""
+    from batchrun.store import _os_error
+
+    error = _os_error(pl.exceptions.ComputeError(message), Path("out/x.tmp"))
+    assert (error.errno, error.strerror, error.filename) == (code, reason, "out/x.tmp")
+
+
 def test_manifest_and_json_summary(gateway: GatewayThread) -> None:
     """The manifest records the run; --json prints the summary on stdout; no key anywhere."""
     write_job(Path("job.yaml"), job_dict(gateway.url))
