@@ -231,7 +231,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--only", choices=["startup", "overhead", "latency", "scale"])
-    parser.add_argument("--rounds", type=int, default=5,
+    parser.add_argument("--rounds", type=int, default=7,
                         help="bare/batchrun pairs in the overhead test (medians reported)")
     parser.add_argument("--latency-rounds", type=int, default=3,
                         help="bare/batchrun pairs per latency spread (medians reported)")
