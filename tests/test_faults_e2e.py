@@ -182,11 +182,11 @@ def test_missing_usage_is_null_not_zero(start_gateway: Callable[..., GatewayThre
 def test_probes_hold_the_others_only_until_the_key_is_known_good(
     start_gateway: Callable[..., GatewayThread], models_shape: str, out_at_first_answer: int
 ) -> None:
-    """A model list that answers proves the key: then the slow first answers hold nobody up.
+    """A model list that answers proves the key: then slow first answers hold nobody up.
 
     Without a list, the first request of each model is a probe and the rest wait for it.
     """
-    gw = start_gateway(latency_ms=400, models_shape=models_shape)
+    gw = start_gateway(latency_ms=800, models_shape=models_shape)
     make_prompts(Path("prompts.parquet"), 8)
     write_job(Path("job.yaml"), job_dict(gw.url, limits={"concurrency": 8}))
     result = invoke("run", "job.yaml", "--quiet")
