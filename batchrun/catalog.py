@@ -99,12 +99,18 @@ def parse_subscription(subscription: Any, usage: Any) -> Balance:
     return Balance(max(limit - used, 0.0), used, limit, "dashboard/billing")
 
 
-def parse_user_self(payload: Any) -> Balance:
-    """Balance from ``/api/user/self`` (quota left and used, 500,000 = $1)."""
+def _data_of(payload: Any, what: str) -> dict[str, Any]:
+    """The ``data`` object of a new-api answer; ``CatalogError`` with its error otherwise."""
     problem = _error_of(payload)
     if problem or not isinstance(payload.get("data"), dict):
-        raise CatalogError(problem or "no data in the user answer")
-    data = payload["data"]
+        raise CatalogError(problem or f"no data in {what}")
+    data: dict[str, Any] = payload["data"]
+    return data
+
+
+def parse_user_self(payload: Any) -> Balance:
+    """Balance from ``/api/user/self`` (quota left and used, 500,000 = $1)."""
+    data = _data_of(payload, "the user answer")
     left = float(data.get("quota") or 0) / QUOTA_PER_USD
     used = float(data.get("used_quota") or 0) / QUOTA_PER_USD
     return Balance(left, used, left + used, "api/user/self")
@@ -112,10 +118,7 @@ def parse_user_self(payload: Any) -> Balance:
 
 def parse_token_usage(payload: Any) -> Balance:
     """Balance from new-api's ``/api/usage/token/`` (quota units: 500,000 = $1)."""
-    problem = _error_of(payload)
-    if problem or not isinstance(payload.get("data"), dict):
-        raise CatalogError(problem or "no data in the token usage answer")
-    data = payload["data"]
+    data = _data_of(payload, "the token usage answer")
     used = float(data.get("total_used") or 0) / QUOTA_PER_USD
     if data.get("unlimited_quota"):
         return Balance(None, used, None, "api/usage/token")

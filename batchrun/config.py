@@ -355,11 +355,6 @@ class Job(_Strict):
                 )
         return self
 
-    @property
-    def is_mock(self) -> bool:
-        """Whether the job runs against the built-in gateway."""
-        return isinstance(self.provider, MockProvider)
-
 
 class LoadedJob(BaseModel):
     """A validated job with where it came from."""

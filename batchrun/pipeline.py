@@ -381,7 +381,7 @@ async def _execute_locked(
         )
     )
     try:
-        async with _gateway_url(prepared) as base_url:
+        async with gateway_url(job) as base_url:
             from batchrun.client import GatewayClient
 
             headers = job.provider.headers if isinstance(job.provider, HttpProvider) else {}
@@ -699,13 +699,6 @@ def build_limiter(job: Job) -> Limiter:
         for model in job.models
     }
     return Limiter(key, models)
-
-
-@contextlib.asynccontextmanager
-async def _gateway_url(prepared: Prepared) -> AsyncIterator[str]:
-    """The base URL to send to: the job's, or a built-in gateway started for this run."""
-    async with gateway_url(prepared.loaded.job) as url:
-        yield url
 
 
 @contextlib.asynccontextmanager

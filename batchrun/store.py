@@ -121,11 +121,6 @@ def parts_dir(output: Path) -> Path:
     return output.parent / f".{output.name}.parts"
 
 
-def empty_results() -> pl.DataFrame:
-    """A results frame with no rows and every column typed."""
-    return pl.DataFrame(schema=RESULT_SCHEMA)
-
-
 def results_frame(results: list[Result], run_id: str, job: str) -> pl.DataFrame:
     """Results as a frame with the fixed schema."""
     count = len(results)
