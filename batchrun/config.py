@@ -366,8 +366,28 @@ class LoadedJob(BaseModel):
     sha256: str
     lines: dict[str, int] = {}
 
+    def locate(self, error: JobError) -> JobError:
+        """``error`` again, its text prefixed with ``file:line:`` of its field where known.
+
+        The field travels as data (``JobError.field``); the nearest enclosing
+        field with a known line is used (``models[1].params`` falls back to
+        ``models[1]``).
+        """
+        if error.field is None:
+            return JobError(self.where(str(error)))
+        loc = error.field
+        while loc and loc not in self.lines:
+            loc = re.sub(r"(\.[A-Za-z_]+|\[\d+\])$", "", loc) if "." in loc or "[" in loc else ""
+        line = self.lines.get(loc)
+        prefix = f"{self.path}:{line}" if line else f"{self.path}"
+        return JobError(f"{prefix}: {error}")
+
     def where(self, message: str) -> str:
-        """``message`` prefixed with ``file:line:`` of the field it starts with, if known."""
+        """``message`` prefixed with ``file:line:`` of the field it starts with, if known.
+
+        Transitional: errors raised with ``JobError(..., field=...)`` go
+        through ``locate`` instead and need no parsing of their text.
+        """
         match = re.match(r"^([A-Za-z_]+(?:\.[A-Za-z_]+|\[\d+\])*)", message)
         field = match.group(1) if match else ""
         while field and field not in self.lines:

@@ -35,9 +35,19 @@ class BatchrunError(Exception):
 
 
 class JobError(BatchrunError):
-    """The job file, its data or its templates are wrong; nothing was sent."""
+    """The job file, its data or its templates are wrong; nothing was sent.
+
+    ``field`` names the job field at fault (``output.path``, ``models[1]``,
+    ``prompt.user``) as data, so the file and line can be found without
+    reading the message; ``str()`` reads ``field: message``.
+    """
 
     exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.message = message
+        self.field = field
 
 
 class LockedError(BatchrunError):

@@ -159,7 +159,7 @@ def prepare(
         if job.scores:
             _check_scores(job, frame.columns)
     except JobError as exc:
-        raise JobError(loaded.where(str(exc))) from None
+        raise loaded.locate(exc) from None
     output = resolve_output(job.output.path, job.name, shard=shard)
     _check_writable(output, loaded)
     key_problem: str | None = None
@@ -171,14 +171,14 @@ def prepare(
             api_key = resolve_api_key(job)
         except JobError as exc:
             if require_key:
-                raise JobError(loaded.where(str(exc))) from None
-            key_problem = loaded.where(str(exc))
+                raise loaded.locate(exc) from None
+            key_problem = str(loaded.locate(exc))
     else:
         api_key = resolve_api_key(job)
     try:
         prices = load_prices(job)
     except JobError as exc:
-        raise JobError(loaded.where(str(exc))) from None
+        raise loaded.locate(exc) from None
     return Prepared(
         loaded=loaded,
         plan=plan,
