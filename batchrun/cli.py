@@ -11,86 +11,22 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import sys
-import traceback
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import NoReturn, TypeVar
 
 import click
 
 from batchrun import __version__
+from batchrun.cli_common import Failure, guard, writing
 from batchrun.errors import (
-    EXIT_FAILURES,
-    EXIT_OK,
-    EXIT_REFUSED,
     EXIT_SIGINT,
-    EXIT_SIGTERM,
     EXIT_USAGE,
-    BatchrunError,
     JobError,
-    OutputError,
 )
-
-if TYPE_CHECKING:
-    from batchrun.pipeline import Prepared, RunReport
-    from batchrun.progress import Progress
+from batchrun.run_report import MaxFailures
 
 T = TypeVar("T")
-
-SUMMARY_COLUMNS = [
-    ("model", "model"),
-    ("ok", "ok"),
-    ("failed", "failed"),
-    ("prompt_tokens", "prompt tok"),
-    ("completion_tokens", "completion tok"),
-    ("latency_p50_s", "p50 s"),
-    ("latency_p95_s", "p95 s"),
-    ("rate_per_s", "req/s"),
-    ("rate_limited", "429s"),
-    ("pace_per_min", "pace/min"),
-]
-
-
-class Failure(click.ClickException):
-    """A message for the user and the exit code that goes with it."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
-
-    @property
-    def exit_code(self) -> int:  # type: ignore[override]
-        """The exit code Click uses for this failure."""
-        return self.code
-
-    def show(self, file: Any = None) -> None:
-        """Print ``batchrun: error: <message>`` on stderr."""
-        click.echo(f"batchrun: error: {self.message}", err=True)
-
-
-def _writing(path: Path, write: Callable[[], T]) -> T:
-    """Call ``write``; a failure to write ``path`` becomes one clear ``OutputError``."""
-    import polars as pl
-
-    try:
-        return write()
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise OutputError(
-            f"cannot write {path}: {reason}; check that its folder exists, is writable and has room"
-        ) from None
-
-
-def _guard(debug: bool, action: Callable[[], T]) -> T:
-    """Run ``action``; turn batchrun's own errors into ``Failure``."""
-    try:
-        return action()
-    except BatchrunError as exc:
-        if debug:
-            traceback.print_exc()
-        raise Failure(str(exc), exc.exit_code) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -181,13 +117,22 @@ def run(
     debug: bool,
 ) -> None:
     """Run JOB: send every request not yet done and write the results to Parquet."""
-    from batchrun.pipeline import RunOptions, prepare
+    from batchrun.console import Console, report_json, show_plan, show_report
+    from batchrun.loop import run_async
+    from batchrun.manifest import manifest_path
+    from batchrun.prepare import prepare
+    from batchrun.run import RunOptions, execute
 
-    tolerance = _parse_max_failures(max_failures)
+    tolerance = MaxFailures.parse(max_failures)
+    if tolerance is None:
+        raise Failure(
+            f"--max-failures: {max_failures!r} is neither a count (5) nor a percentage (2%)",
+            EXIT_USAGE,
+        )
     slice_ = _parse_shard(shard)
-    prepared = _guard(debug, lambda: prepare(job, shard=slice_))
+    prepared = guard(debug, lambda: prepare(job, shard=slice_))
     if dry_run:
-        _print_plan(prepared)
+        show_plan(prepared)
         return
     options = RunOptions(
         retry_errors=retry_errors,
@@ -195,126 +140,22 @@ def run(
         fresh=fresh,
         grace_s=grace,
         model_check=not no_model_check,
+        max_failures=tolerance,
     )
-    report = _execute(prepared, options, quiet=quiet, debug=debug)
-    _finish(prepared, report, tolerance, as_json=as_json)
-
-
-def _execute(prepared: Prepared, options: Any, *, quiet: bool, debug: bool) -> RunReport:
-    from batchrun.pipeline import run_job
-    from batchrun.progress import make_progress
-
-    def progress(total: int) -> Progress:
-        return make_progress(total, quiet=quiet)
-
-    def notify(message: str) -> None:
-        click.echo(f"batchrun: {message}", err=True)
-
+    console = Console(quiet=quiet)
     try:
-        return _guard(debug, lambda: run_job(prepared, options, progress, notify))
+        report = guard(debug, lambda: run_async(execute(prepared, options, console)))
     except KeyboardInterrupt:
         click.echo("batchrun: interrupted; finished results are saved", err=True)
         sys.exit(EXIT_SIGINT)
-
-
-def _finish(
-    prepared: Prepared, report: RunReport, tolerance: tuple[float, bool], *, as_json: bool
-) -> NoReturn:
-    from batchrun.pipeline import record_manifest
-    from batchrun.summary import format_table
-
-    rows = report.models_summary
-    seconds = max(report.outcome.finished - report.outcome.started, 1e-9)
-    for row in rows:
-        state = report.outcome.models.get(row["model"])
-        row["rate_per_s"] = row["requests"] / seconds
-        row["rate_limited"] = state.rate_limited if state else 0
-        row["stopped"] = state.stopped_reason if state else None
-        row["pace_per_min"] = report.paces.get(row["model"])
-    done = sum(report.by_status.values())
-    failed = done - report.by_status.get("ok", 0)
-    fatal = report.outcome.fatal
-    code = EXIT_OK
-    if fatal is not None:
-        code = EXIT_REFUSED
-    elif report.signal is not None:
-        code = EXIT_SIGTERM if report.signal == signal.SIGTERM else EXIT_SIGINT
-    elif (
-        report.storage_error is not None
-        or report.budget_reached is not None
-        or _over(failed, done, tolerance)
-    ):
-        code = EXIT_FAILURES
-    manifest = record_manifest(prepared, report, code)
     if as_json:
-        payload = {
-            "run_id": report.run_id,
-            "output": str(report.output),
-            "planned": report.planned,
-            "already_done": report.skipped,
-            "sent": done,
-            "failed": failed,
-            "exit_code": code,
-            "manifest": str(manifest),
-            "models": rows,
-        }
-        click.echo(json.dumps(payload, default=str, indent=2))
+        click.echo(report_json(report, str(manifest_path(report.output))))
+        closing = report.closing_line()
+        if closing is not None:
+            click.echo(closing, err=True)
     else:
-        if rows:
-            click.echo(format_table(rows, SUMMARY_COLUMNS))
-        for row in rows:
-            if row["stopped"]:
-                click.echo(f"model {row['model']} was stopped: {row['stopped']}", err=True)
-        click.echo(
-            f"{done} requests this run ({failed} failed), {report.skipped} already done; "
-            f"results in {report.output} ({report.total_rows} rows)",
-            err=True,
-        )
-    if fatal is not None:
-        click.echo(f"batchrun: error: the gateway refused the run: {fatal.message}", err=True)
-    elif report.signal is not None:
-        click.echo(
-            "batchrun: interrupted; finished results are saved, rerun to send the rest", err=True
-        )
-    elif report.storage_error is not None:
-        click.echo(f"batchrun: error: {report.storage_error}", err=True)
-    elif report.budget_reached is not None:
-        click.echo(
-            f"batchrun: stopped sending: {report.budget_reached}; raise limits.budget_usd "
-            "and rerun to send the rest",
-            err=True,
-        )
-    elif code == EXIT_FAILURES:
-        click.echo(
-            f"batchrun: {failed} requests failed; rerun with --retry-errors to send them again",
-            err=True,
-        )
-    sys.exit(code)
-
-
-def _over(failed: int, done: int, tolerance: tuple[float, bool]) -> bool:
-    limit, is_percent = tolerance
-    if is_percent:
-        return done > 0 and failed * 100.0 / done > limit
-    return failed > limit
-
-
-def _parse_max_failures(value: str) -> tuple[float, bool]:
-    text = value.strip()
-    try:
-        if text.endswith("%"):
-            number = float(text[:-1])
-            if 0 <= number <= 100:
-                return number, True
-        else:
-            number = int(text)
-            if number >= 0:
-                return float(number), False
-    except ValueError:
-        pass
-    raise Failure(
-        f"--max-failures: {value!r} is neither a count (5) nor a percentage (2%)", EXIT_USAGE
-    )
+        show_report(report)
+    sys.exit(report.exit_code)
 
 
 def _parse_shard(value: str | None) -> tuple[int, int] | None:
@@ -329,46 +170,16 @@ def _parse_shard(value: str | None) -> tuple[int, int] | None:
     return index, count
 
 
-def _print_plan(prepared: Prepared) -> None:
-    plan = prepared.plan
-    job = prepared.loaded.job
-    samples = job.samples
-    click.echo(f"job {job.name} ({prepared.loaded.path}): job file, data and templates check out")
-    click.echo(
-        f"plan: {plan.rows} rows x {len(plan.models)} models x {samples} samples = "
-        f"{plan.total} requests"
-    )
-    click.echo(f"estimated input tokens: {plan.estimated_input_tokens():,}")
-    uncapped = [m.name for m in plan.models if not m.max_output_tokens]
-    max_out = sum(m.max_output_tokens for m in plan.models) * plan.rows * samples
-    if uncapped:
-        click.echo(
-            f"maximum output tokens: not capped for {', '.join(uncapped)} "
-            "(set params.max_tokens to cap it)"
-        )
-    else:
-        click.echo(f"maximum output tokens: {max_out:,}")
-    from batchrun.pipeline import estimated_cost
-
-    low, high = estimated_cost(prepared)
-    unpriced = prepared.prices.unpriced(job.models)
-    if low is not None:
-        ceiling = "unbounded" if high is None else f"${high:,.4f}"
-        click.echo(f"estimated cost: ${low:,.4f} (input only) to {ceiling} (every output at max)")
-    if unpriced:
-        click.echo(f"no price for: {', '.join(unpriced)} (add them under prices:)")
-    click.echo(f"output: {prepared.output}")
-
-
 @main.command()
 @click.argument("job", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 def validate(job: str, debug: bool) -> None:
     """Check JOB without sending anything, then print its plan."""
-    from batchrun.pipeline import prepare
+    from batchrun.console import show_plan
+    from batchrun.prepare import prepare
 
-    prepared = _guard(debug, lambda: prepare(job, require_key=False))
-    _print_plan(prepared)
+    prepared = guard(debug, lambda: prepare(job, require_key=False))
+    show_plan(prepared)
     if prepared.key_problem is not None:
         raise Failure(prepared.key_problem, EXIT_USAGE)
 
@@ -403,12 +214,12 @@ def compare(results: tuple[Path, ...], fmt: str, wide: Path | None, debug: bool)
         if wide is not None:
             table = comparing.side_by_side(comparison.latest.frame)
             if wide.suffix == ".csv":
-                _writing(wide, lambda: table.write_csv(wide))
+                writing(wide, lambda: table.write_csv(wide))
             else:
-                _writing(wide, lambda: table.write_parquet(wide))
+                writing(wide, lambda: table.write_parquet(wide))
         return comparing.render(comparison, fmt)
 
-    click.echo(_guard(debug, go), nl=False)
+    click.echo(guard(debug, go), nl=False)
 
 
 @main.command()
@@ -434,9 +245,9 @@ def report(results: tuple[Path, ...], output: Path, title: str | None, debug: bo
     def go() -> None:
         comparison = comparing.compare(comparing.load_snapshots(list(results)))
         page = build_report(comparison, title)
-        _writing(output, lambda: output.write_text(page, encoding="utf-8"))
+        writing(output, lambda: output.write_text(page, encoding="utf-8"))
 
-    _guard(debug, go)
+    guard(debug, go)
     click.echo(f"wrote {output}")
 
 
@@ -447,7 +258,7 @@ def report(results: tuple[Path, ...], output: Path, title: str | None, debug: bo
 def score(job: str, results: Path | None, debug: bool) -> None:
     """Score RESULTS (default: the job's output) with the scores JOB declares."""
     from batchrun.config import load_job
-    from batchrun.pipeline import resolve_output
+    from batchrun.prepare import resolve_output
     from batchrun.scoring import score_file
 
     def go() -> tuple[Path, int, str]:
@@ -456,157 +267,10 @@ def score(job: str, results: Path | None, debug: bool) -> None:
         if not target.exists():
             raise JobError(f"{target}: no such results file")
         names = ", ".join(s.name for s in loaded.job.scores if s.grader != "judge")
-        return target, _writing(target, lambda: score_file(target, loaded.job.scores)), names
+        return target, writing(target, lambda: score_file(target, loaded.job.scores)), names
 
-    target, count, names = _guard(debug, go)
+    target, count, names = guard(debug, go)
     click.echo(f"scored {count} rows of {target} ({names or 'no scores declared'})")
-
-
-def _gateway_options(command: Callable[..., None]) -> Callable[..., None]:
-    """The options that say which gateway a query goes to, and how to print the answer."""
-    options = [
-        click.option(
-            "--job", type=click.Path(dir_okay=False, path_type=str), help="Use JOB's gateway."
-        ),
-        click.option("--base-url", help="A gateway's base URL, like https://aihubmix.com/v1."),
-        click.option("--api-key-env", metavar="VAR", help="The key's variable (with --base-url)."),
-        click.option("--json", "as_json", is_flag=True, help="Print JSON."),
-        click.option("--debug", is_flag=True, help="Show tracebacks of errors."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _gateway_target(
-    job: str | None, base_url: str | None, api_key_env: str | None
-) -> tuple[Any, str | None, str | None, Any]:
-    """The job (if any), base URL, key and prepared plan (if a job) a query goes to."""
-    import os
-
-    from batchrun.config import MockProvider, resolve_api_key
-    from batchrun.pipeline import prepare
-
-    if (job is None) == (base_url is None):
-        raise Failure("give either --job JOB or --base-url URL", EXIT_USAGE)
-    if job is not None:
-        prepared = prepare(job, require_key=True)
-        loaded = prepared.loaded.job
-        url = "the built-in gateway" if isinstance(loaded.provider, MockProvider) else None
-        return loaded, url, resolve_api_key(loaded), prepared
-    key = os.environ.get(api_key_env, "").strip() if api_key_env else None
-    if api_key_env and not key:
-        raise Failure(
-            f"--api-key-env: the environment variable {api_key_env} is not set", EXIT_USAGE
-        )
-    return None, base_url, key, None
-
-
-@main.command()
-@_gateway_options
-def models(
-    job: str | None, base_url: str | None, api_key_env: str | None, as_json: bool, debug: bool
-) -> None:
-    """List the models the gateway offers to this key (GET /v1/models)."""
-    from batchrun.catalog import CatalogError
-    from batchrun.errors import ConnectionFailure
-    from batchrun.pipeline import fetch_models, query_gateway
-
-    def go() -> list[Any]:
-        target, url, key, _ = _gateway_target(job, base_url, api_key_env)
-        try:
-            return query_gateway(target, url, key, fetch_models)
-        except (CatalogError, ConnectionFailure) as exc:
-            raise Failure(f"no model list from the gateway: {exc}", EXIT_USAGE) from None
-
-    listed = sorted(_guard(debug, go), key=lambda m: m.id)
-    if as_json:
-        click.echo(json.dumps([vars(m) for m in listed], indent=2))
-        return
-    rows = [{"id": m.id, "owned_by": m.owned_by, "created": _date(m.created)} for m in listed]
-    click.echo(
-        format_rows(rows, [("id", "model"), ("owned_by", "owned by"), ("created", "created")])
-    )
-    click.echo(f"{len(listed)} models", err=True)
-
-
-@main.command()
-@_gateway_options
-@click.option(
-    "--access-token-env",
-    metavar="VAR",
-    help="Read /api/user/self with the account's access token from VAR (not the API key).",
-)
-def balance(
-    job: str | None,
-    base_url: str | None,
-    api_key_env: str | None,
-    as_json: bool,
-    debug: bool,
-    access_token_env: str | None,
-) -> None:
-    """Show what is left on the key, and with --job what the job may cost against it.
-
-    Reads /dashboard/billing/subscription and /dashboard/billing/usage, or
-    new-api's /api/usage/token/ (500,000 quota = $1).
-    """
-    from batchrun.catalog import CatalogError
-    from batchrun.errors import ConnectionFailure
-    from batchrun.pipeline import estimated_cost, fetch_balance, query_gateway
-
-    def go() -> tuple[Any, Any]:
-        import os
-
-        target, url, key, prepared = _gateway_target(job, base_url, api_key_env)
-        token = os.environ.get(access_token_env, "").strip() if access_token_env else None
-        if access_token_env and not token:
-            raise Failure(
-                f"--access-token-env: the environment variable {access_token_env} is not set",
-                EXIT_USAGE,
-            )
-
-        async def ask(client: Any) -> Any:
-            return await fetch_balance(client, token)
-
-        try:
-            return query_gateway(target, url, key, ask), prepared
-        except (CatalogError, ConnectionFailure) as exc:
-            raise Failure(f"no balance from the gateway: {exc}", EXIT_USAGE) from None
-
-    found, prepared = _guard(debug, go)
-    low, high = estimated_cost(prepared) if prepared is not None else (None, None)
-    if as_json:
-        click.echo(
-            json.dumps(
-                {**vars(found), "job_cost_low_usd": low, "job_cost_high_usd": high}, indent=2
-            )
-        )
-        return
-    if found.unlimited:
-        click.echo(f"balance: unlimited (used ${found.used_usd or 0:,.4f}; from {found.source})")
-    else:
-        click.echo(
-            f"balance: ${found.remaining_usd:,.4f} left of ${found.limit_usd or 0:,.2f} "
-            f"(used ${found.used_usd or 0:,.4f}; from {found.source})"
-        )
-    if low is not None:
-        ceiling = "unbounded" if high is None else f"${high:,.4f}"
-        click.echo(f"this job: ${low:,.4f} (input only) to {ceiling} (every output at max)")
-        if high is not None and not found.unlimited and found.remaining_usd < high:
-            click.echo("warning: the balance may not cover the job", err=True)
-
-
-def _date(stamp: int | None) -> str | None:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d") if stamp else None
-
-
-def format_rows(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
-    """Rows as an aligned table (imports the summary module only when needed)."""
-    from batchrun.summary import format_table
-
-    return format_table(rows, columns)
 
 
 @main.command()
@@ -620,35 +284,11 @@ def schema() -> None:
     click.echo(json.dumps(document, indent=2))
 
 
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8787, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--latency-ms", default=0.0, show_default=True, type=click.FloatRange(0))
-@click.option("--model", "models", multiple=True, help="Offer only these models (repeatable).")
-def gateway(host: str, port: int, latency_ms: float, models: tuple[str, ...]) -> None:
-    """Serve the built-in OpenAI-compatible gateway for other clients.
+def _register_gateway_commands() -> None:
+    from batchrun import cli_gateway
 
-    Any key is accepted. Send the header X-Sim-Scenario (S07 ... S26) to
-    reproduce a gateway fault on one request.
-    """
-    import asyncio
+    for command in (cli_gateway.models, cli_gateway.balance, cli_gateway.gateway):
+        main.add_command(command)
 
-    from batchrun.gateway import Gateway, GatewaySettings, serve
 
-    settings = GatewaySettings(models=list(models) or None, latency_ms=latency_ms)
-
-    async def forever() -> None:
-        async with serve(Gateway(settings), host=host, port=port) as url:
-            click.echo(f"batchrun gateway listening on {url} (Ctrl-C to stop)", err=True)
-            await asyncio.Event().wait()
-
-    from batchrun.pipeline import run_async
-
-    try:
-        run_async(forever())
-    except KeyboardInterrupt:
-        sys.exit(EXIT_OK)
-    except OSError as exc:
-        raise Failure(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_USAGE
-        ) from None
+_register_gateway_commands()

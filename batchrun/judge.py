@@ -5,8 +5,9 @@ as the main job (same limits, retries, parts and resume): one request per
 ok result of the main output, the rubric rendered with that result's
 ``prompt``, ``response`` and input columns, written to
 ``<output>.judge-<name>.parquet``. Its request keys hash what is sent, so a
-rerun never asks the judge twice about the same answer. ``merge_judgements``
-then puts ``score_<name>`` and ``score_<name>_reason`` into the main output.
+rerun never asks the judge twice about the same answer. ``judgement_table``
+gives ``score_<name>`` and ``score_<name>_reason`` by request key, which the
+main output's compaction joins in on its one pass.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from batchrun.dataset import PROMPT_ID
 from batchrun.errors import JobError
 from batchrun.plan import Plan, build_plan
 from batchrun.scoring import parse_judgement, score_column
-from batchrun.store import RESULT_SCHEMA, write_parquet_atomic
+from batchrun.store import RESULT_SCHEMA
 from batchrun.templates import compile_prompt
 
 JUDGE_PARAMS = {"temperature": 0, "max_tokens": 300}
@@ -59,23 +60,20 @@ def judge_job(job: Job, spec: ScoreSpec, output: Path) -> Job:
     )
 
 
-def judge_plan(job: Job, spec: ScoreSpec, output: Path) -> Plan | None:
-    """The judge's plan over the ok rows of ``output``, or None when there is nothing to judge."""
-    if not output.exists():
-        return None
-    results = pl.read_parquet(output).filter(pl.col("status") == "ok")
-    if results.height == 0:
+def judge_plan(job: Job, spec: ScoreSpec, answers: pl.DataFrame, output: Path) -> Plan | None:
+    """The judge's plan over ``answers`` (the ok rows of ``output``), or None if none."""
+    if answers.height == 0:
         return None
     template = compile_prompt(PromptSpec(user=spec.rubric))
-    inputs = [c for c in results.columns if c not in RESULT_SCHEMA or c == "response"]
-    frame = results.select(
+    inputs = [c for c in answers.columns if c not in RESULT_SCHEMA or c == "response"]
+    frame = answers.select(
         pl.col("request_key").alias(PROMPT_ID),
         *[c for c in inputs if c != PROMPT_ID],
     )
     try:
         return build_plan(judge_job(job, spec, output), frame, template)
     except JobError as exc:
-        raise JobError(f"scores.{spec.name}.rubric: {exc}") from None
+        raise JobError(str(exc), field=f"scores.{spec.name}.rubric") from None
 
 
 def check_rubric(spec: ScoreSpec, input_columns: list[str]) -> None:
@@ -90,26 +88,18 @@ def check_rubric(spec: ScoreSpec, input_columns: list[str]) -> None:
         )
 
 
-def merge_judgements(output: Path, specs: list[ScoreSpec]) -> None:
-    """Put every judge score (and its reason) into the main output, by request key."""
-    judges = [s for s in specs if s.grader == "judge" and judge_output(output, s).exists()]
-    if not judges or not output.exists():
-        return
-    frame = pl.read_parquet(output)
-    for spec in judges:
-        answers = pl.read_parquet(judge_output(output, spec)).filter(pl.col("status") == "ok")
-        low, high = spec.scale
-        parsed = [parse_judgement(text, low, high) for text in answers.get_column("response")]
-        graded = pl.DataFrame(
-            {
-                "request_key": answers.get_column(PROMPT_ID),
-                score_column(spec.name): pl.Series([p[0] for p in parsed], dtype=pl.Float64),
-                f"{score_column(spec.name)}_reason": pl.Series(
-                    [p[1] for p in parsed], dtype=pl.String
-                ),
-            }
-        ).unique(subset="request_key", keep="last")
-        frame = frame.drop(
-            [c for c in graded.columns if c != "request_key" and c in frame.columns]
-        ).join(graded, on="request_key", how="left")
-    write_parquet_atomic(frame, output)
+def judgement_table(path: Path, spec: ScoreSpec) -> pl.DataFrame:
+    """A judge's scores and reasons by the main output's request key, from its answers."""
+    answers = pl.read_parquet(path, columns=[PROMPT_ID, "status", "response"]).filter(
+        pl.col("status") == "ok"
+    )
+    low, high = spec.scale
+    parsed = [parse_judgement(text, low, high) for text in answers.get_column("response")]
+    column = score_column(spec.name)
+    return pl.DataFrame(
+        {
+            "request_key": answers.get_column(PROMPT_ID),
+            column: pl.Series([p[0] for p in parsed], dtype=pl.Float64),
+            f"{column}_reason": pl.Series([p[1] for p in parsed], dtype=pl.String),
+        }
+    ).unique(subset="request_key", keep="last")

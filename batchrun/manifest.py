@@ -1,9 +1,10 @@
 """The run manifest: a JSON file beside each output saying what each run did.
 
-``write_manifest`` promises an atomically replaced
-``<output>.manifest.json`` holding the latest run in full (run id, job file
-hash, batchrun version, times, counts by status and model, tokens, cost,
-exit code) and a short history of the runs before it. It never holds a key.
+``write_manifest`` promises an atomically replaced and synced
+``<output>.manifest.json`` holding the latest run in full (run id, job
+name, batchrun version, times, counts by status and model, tokens, cost,
+the state of the output, exit code) and a short history of the runs before
+it. It never holds a key.
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchrun import __version__
 
+if TYPE_CHECKING:
+    from batchrun.run_report import RunReport
+
 HISTORY = 100
+_HISTORY_KEYS = ("run_id", "started_at", "finished_at", "requests", "by_status", "exit_code")
 
 
 def manifest_path(output: Path) -> Path:
@@ -24,72 +29,55 @@ def manifest_path(output: Path) -> Path:
     return output.with_name(output.name + ".manifest.json")
 
 
-def describe_run(
-    *,
-    run_id: str,
-    job_name: str,
-    job_path: Path,
-    job_sha256: str,
-    output: Path,
-    started: float,
-    finished: float,
-    models: list[dict[str, Any]],
-    by_status: dict[str, int],
-    total_rows: int,
-    exit_code: int,
-    stopped: str | None,
-) -> dict[str, Any]:
-    """The manifest entry for one run, from its per-model summary."""
+def describe_run(report: RunReport) -> dict[str, Any]:
+    """The manifest entry for one run."""
     keep = ("requests", "ok", "failed", "prompt_tokens", "completion_tokens", "cost_usd")
-    by_model = {row["model"]: {k: row.get(k) for k in keep} for row in models}
+    models = report.models
     return {
-        "run_id": run_id,
-        "job": job_name,
-        "job_file": str(job_path),
-        "job_sha256": job_sha256,
+        "run_id": report.run_id,
+        "job": report.job_name,
+        "job_file": str(report.job_file),
+        "job_sha256": report.job_sha256,
         "batchrun_version": __version__,
-        "output": str(output),
-        "started_at": _iso(started),
-        "finished_at": _iso(finished),
-        "requests": sum(by_status.values()),
-        "by_status": by_status,
-        "by_model": by_model,
+        "output": str(report.output),
+        "started_at": _iso(report.started),
+        "finished_at": _iso(report.finished),
+        "requests": report.sent,
+        "by_status": report.by_status,
+        "by_model": {row["model"]: {k: row.get(k) for k in keep} for row in models},
         "prompt_tokens": _total(models, "prompt_tokens"),
         "completion_tokens": _total(models, "completion_tokens"),
         "cost_usd": _total(models, "cost_usd"),
-        "rows_in_output": total_rows,
-        "stopped": stopped,
-        "exit_code": exit_code,
+        "rows_in_output": report.state.rows,
+        "output_state": {
+            "rows": report.state.rows,
+            "failed": report.state.failed,
+            "failed_permanently": report.state.permanent,
+        },
+        "stopped": report.stopped,
+        "exit_code": report.exit_code,
     }
 
 
-def write_manifest(output: Path, entry: dict[str, Any]) -> Path:
-    """Write ``entry`` as the latest run, keeping earlier runs as history."""
-    path = manifest_path(output)
+def write_manifest(report: RunReport) -> Path:
+    """Write ``report`` as the latest run of its output, keeping earlier runs as history."""
+    path = manifest_path(report.output)
+    entry = describe_run(report)
     history: list[dict[str, Any]] = []
     try:
         previous = json.loads(path.read_text())
         history = previous.get("history", [])
         latest = previous.get("latest")
         if isinstance(latest, dict):
-            history.append(
-                {
-                    k: latest.get(k)
-                    for k in (
-                        "run_id",
-                        "started_at",
-                        "finished_at",
-                        "requests",
-                        "by_status",
-                        "exit_code",
-                    )
-                }
-            )
+            history.append({k: latest.get(k) for k in _HISTORY_KEYS})
     except (OSError, ValueError, AttributeError):
         history = []
     document = {"latest": entry, "history": history[-HISTORY:]}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(document, indent=2, default=str))
+    with tmp.open("w", encoding="utf-8") as handle:
+        handle.write(json.dumps(document, indent=2, default=str))
+        handle.flush()
+        os.fsync(handle.fileno())
     tmp.replace(path)
     return path
 

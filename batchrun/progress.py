@@ -48,8 +48,11 @@ class QuietProgress:
 class LineProgress:
     """One line every ``interval`` seconds on ``stream`` (for cron and logs)."""
 
-    def __init__(self, total: int, stream: TextIO, interval: float = 5.0) -> None:
+    def __init__(
+        self, total: int, stream: TextIO, interval: float = 5.0, label: str = "run"
+    ) -> None:
         self.total = total
+        self.label = label
         self.stream = stream
         self.interval = interval
         self.counts = _Counts()
@@ -67,7 +70,7 @@ class LineProgress:
         c = self.counts
         rate = c.done / max(now - c.started, 1e-9)
         self.stream.write(
-            f"progress: {c.done}/{self.total} done, {rate:.1f} req/s, "
+            f"{self.label} progress: {c.done}/{self.total} done, {rate:.1f} req/s, "
             f"{c.errors} errors, {c.tokens:,} tokens\n"
         )
         self.stream.flush()
@@ -80,11 +83,18 @@ class LineProgress:
 class BarProgress:
     """A tqdm bar with error and token counts (for a terminal)."""
 
-    def __init__(self, total: int, stream: TextIO) -> None:
+    def __init__(self, total: int, stream: TextIO, label: str = "run") -> None:
         from tqdm import tqdm
 
         self.counts = _Counts()
-        self._bar = tqdm(total=total, file=stream, unit="req", dynamic_ncols=True, mininterval=0.2)
+        self._bar = tqdm(
+            total=total,
+            file=stream,
+            desc=label,
+            unit="req",
+            dynamic_ncols=True,
+            mininterval=0.2,
+        )
         self._pending = 0
         self._last = time.monotonic()
 
@@ -110,11 +120,13 @@ class BarProgress:
         self._bar.close()
 
 
-def make_progress(total: int, *, quiet: bool, stream: TextIO | None = None) -> Progress:
-    """A bar on a terminal, periodic lines otherwise, nothing when quiet."""
+def make_progress(
+    total: int, *, quiet: bool, stream: TextIO | None = None, label: str = "run"
+) -> Progress:
+    """A bar on a terminal, periodic lines otherwise, nothing when quiet; named ``label``."""
     out = stream or sys.stderr
     if quiet:
         return QuietProgress()
     if out.isatty():
-        return BarProgress(total, out)
-    return LineProgress(total, out)
+        return BarProgress(total, out, label)
+    return LineProgress(total, out, label=label)

@@ -66,6 +66,8 @@ RESULT_SCHEMA: dict[str, pl.DataType] = {
 _TIME_COLUMNS = ("started_at", "finished_at")
 # Carried columns from the prompt set that would clash with a result column get this prefix.
 INPUT_PREFIX = "input_"
+# Score columns (``score_<name>``, ``score_<name>_reason``) come last in the output.
+SCORE_PREFIX = "score_"
 # A failed row of these types is final: a plain rerun does not send it again.
 PERMANENT_ERRORS = frozenset({"bad_request"})
 
@@ -255,21 +257,29 @@ def done_keys(output: Path, *, retry_errors: bool = False) -> set[str]:
 _BATCH_ROWS = 20_000
 
 
-def compact(output: Path, prompts: pl.DataFrame | None) -> int:
+Transform = Callable[[pl.DataFrame], pl.DataFrame]
+
+
+def compact(output: Path, prompts: pl.DataFrame | None, transform: Transform | None = None) -> int:
     """Fold parts and the earlier output into ``output``: one row per request key.
 
     Part rows get the carried input columns of their prompt from ``prompts``.
-    Per key the ok row wins, then the latest. Rows stream batch by batch
-    into a temporary file that then replaces the output atomically, so memory
-    holds the keys and one batch, not the results. The parts are removed
-    after that. Returns the number of rows in the output.
+    Per key the ok row wins, then the latest. ``transform`` (scores) is
+    applied to every batch on the same pass, so the output is written once.
+    Rows stream batch by batch into a temporary file that then replaces the
+    output atomically, so memory holds the keys and one batch, not the
+    results. The parts are removed after that. Returns the rows written.
     """
     parts = part_files(output)
-    if not parts and output.exists():
+    if not parts and output.exists() and transform is None:
         return pl.scan_parquet(output).select(pl.len()).collect().item()  # type: ignore[no-any-return]
     sources = ([output] if output.exists() else []) + parts
     carried = _Carried(prompts) if prompts is not None else None
     schema = _target_schema(sources, carried.frame if carried is not None else None)
+    if transform is not None:
+        # The columns a transform adds (score_<name>) take their place in the output.
+        added = {**transform(pl.DataFrame(schema=schema)).schema, **schema}
+        schema = {name: added[name] for name in _column_order(list(added))}
     # One run's parts into an empty output cannot hold a key twice: skip the key table.
     masks = {} if not output.exists() and len(_part_runs(parts)) <= 1 else _keep_masks(sources)
     written = 0
@@ -286,7 +296,7 @@ def compact(output: Path, prompts: pl.DataFrame | None) -> int:
                     if mask is not None:
                         frame = frame.filter(mask.slice(offset, height))
                     offset += height
-                    yield _conform(frame, schema)
+                    yield _conform(transform(frame) if transform else frame, schema)
                 continue
             # Parts are small (one flush each): gather them into batches of about
             # _BATCH_ROWS, so the per-batch work is done once per batch, not per part.
@@ -302,6 +312,8 @@ def compact(output: Path, prompts: pl.DataFrame | None) -> int:
         frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
         if carried is not None:
             frame = carried.attach(frame)
+        if transform is not None:
+            frame = transform(frame)
         return _conform(frame, schema)
 
     def source(*_: object) -> Iterator[pl.DataFrame]:
@@ -420,7 +432,49 @@ def _carried(prompts: pl.DataFrame) -> pl.DataFrame:
 
 
 def _column_order(columns: list[str]) -> list[str]:
+    """Result head, carried input columns, result tail, then scores (``score_*``)."""
     head = ["run_id", "job", PROMPT_ID, "model", "model_id", "sample", "request_key"]
     result_tail = [c for c in RESULT_SCHEMA if c not in head]
-    carried = [c for c in columns if c not in RESULT_SCHEMA and not c.startswith("__")]
-    return [*head, *carried, *result_tail]
+    extra = [c for c in dict.fromkeys(columns) if c not in RESULT_SCHEMA and not c.startswith("__")]
+    carried = [c for c in extra if not c.startswith(SCORE_PREFIX)]
+    scores = [c for c in extra if c.startswith(SCORE_PREFIX)]
+    return [*head, *carried, *result_tail, *scores]
+
+
+def failure_counts(output: Path) -> tuple[int, int, int]:
+    """Rows in ``output``, failed rows, and failed rows a plain rerun does not send again."""
+    if not output.exists():
+        return 0, 0, 0
+    counts = (
+        pl.scan_parquet(output)
+        .select(
+            pl.len().alias("rows"),
+            (pl.col("status") != "ok").sum().alias("failed"),
+            ((pl.col("status") != "ok") & pl.col("error_type").is_in(list(PERMANENT_ERRORS)))
+            .sum()
+            .alias("permanent"),
+        )
+        .collect()
+        .row(0)
+    )
+    return int(counts[0]), int(counts[1]), int(counts[2])
+
+
+def current_ok(output: Path, prompts: pl.DataFrame | None) -> pl.DataFrame:
+    """The ok rows the output holds once compacted, one per request key, carried columns on.
+
+    Read from the output and its parts as they stand, without compacting.
+    """
+    sources = ([output] if output.exists() else []) + part_files(output)
+    if not sources:
+        return pl.DataFrame(schema=RESULT_SCHEMA)
+    frames = [
+        pl.scan_parquet(path).select(list(RESULT_SCHEMA)).filter(pl.col("status") == "ok")
+        for path in sources
+    ]
+    rows = (
+        pl.concat(frames, how="vertical_relaxed")
+        .unique(subset="request_key", keep="last", maintain_order=True)
+        .collect()
+    )
+    return _Carried(prompts).attach(rows) if prompts is not None else rows

@@ -25,10 +25,14 @@ class ModelTally:
         self.cost_usd = 0.0
         self.unpriced = 0
         self.latencies = array("d")
+        self.first_started = float("inf")
+        self.last_finished = float("-inf")
 
     def add(self, result: Result) -> None:
         """Count one result."""
         self.requests += 1
+        self.first_started = min(self.first_started, result.started_at)
+        self.last_finished = max(self.last_finished, result.finished_at)
         if result.cost_usd is None:
             self.unpriced += 1
         else:
@@ -40,6 +44,13 @@ class ModelTally:
         self.completion_tokens += result.completion_tokens or 0
         if result.latency_s is not None:
             self.latencies.append(result.latency_s)
+
+    def rate_per_s(self) -> float | None:
+        """Requests a second over this model's own busy time (first start to last finish)."""
+        busy = self.last_finished - self.first_started
+        if self.requests == 0 or busy <= 0:
+            return None
+        return self.requests / busy
 
 
 class RunTally:
@@ -58,7 +69,7 @@ class RunTally:
         self.by_status[result.status] = self.by_status.get(result.status, 0) + 1
 
     def rows(self) -> list[dict[str, Any]]:
-        """One row per model, by name: ok and failed counts, tokens, latency p50/p95, cost."""
+        """One row per model, by name: counts, tokens, latency p50/p95, cost, own req/s."""
         rows = []
         for model in sorted(self.models):
             tally = self.models[model]
@@ -74,6 +85,7 @@ class RunTally:
                     "latency_p50_s": quantile(ordered, 0.5),
                     "latency_p95_s": quantile(ordered, 0.95),
                     "cost_usd": tally.cost_usd if tally.unpriced < tally.requests else None,
+                    "rate_per_s": tally.rate_per_s(),
                     "unpriced": tally.unpriced,
                 }
             )

@@ -1,0 +1,440 @@
+"""One run of a prepared job: its state, from the first request to the manifest.
+
+A ``Run`` owns everything that changes while a job runs: the sink, the
+spend against the budget, the tally, the progress, how sending ended. Every
+result passes through ``Run.record`` (price, budget, progress, tally,
+storage); ``Run.finish`` flushes, compacts (applying per-row scores and
+joining judge scores on that one pass) and writes the manifest, and returns
+the ``RunReport`` that knows how the run ended. ``execute`` runs a job and
+its judges under the output's lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import polars as pl
+
+from batchrun.config import Job, LoadedJob, ScoreSpec
+from batchrun.endpoint import open_client
+from batchrun.errors import JobError
+from batchrun.limits import Limiter, ScopeLimits
+from batchrun.lock import RunLock
+from batchrun.manifest import write_manifest
+from batchrun.plan import Request
+from batchrun.prepare import Prepared
+from batchrun.pricing import cost_usd
+from batchrun.progress import Progress
+from batchrun.queries import check_models, report_balance
+from batchrun.run_report import Ending, MaxFailures, OutputState, RunReport
+from batchrun.runner import RetryPolicy, Runner, RunOutcome
+from batchrun.store import (
+    Result,
+    ResultSink,
+    compact,
+    done_keys,
+    failure_counts,
+    new_run_id,
+    part_files,
+)
+from batchrun.summary import RunTally
+
+if TYPE_CHECKING:
+    from batchrun.client import GatewayClient
+
+# Once the model list has answered (the key is good), a probe unanswered for this many
+# list round trips, and at least the minimum, holds the other requests back no longer.
+PROBE_GRACE_FACTOR = 3.0
+PROBE_GRACE_MIN_S = 0.05
+
+
+class Ui(Protocol):
+    """Where a run shows itself: messages, and a progress display per phase."""
+
+    def notify(self, message: str) -> None:
+        """Show one line to the user."""
+
+    def progress(self, total: int, label: str) -> Progress:
+        """A progress display for ``total`` requests of the phase ``label``."""
+
+
+@dataclass
+class RunOptions:
+    """What the command line adds to a job."""
+
+    retry_errors: bool = False
+    shard: tuple[int, int] | None = None
+    fresh: bool = False
+    grace_s: float = 10.0
+    model_check: bool = True
+    max_failures: MaxFailures = field(default_factory=MaxFailures)
+
+
+class Run:
+    """The state of one run of one prepared job."""
+
+    def __init__(
+        self, prepared: Prepared, options: RunOptions, ui: Ui, run_id: str, label: str = "run"
+    ) -> None:
+        self.prepared = prepared
+        self.options = options
+        self.ui = ui
+        self.run_id = run_id
+        self.label = label
+        job = prepared.job
+        self.sink = ResultSink(
+            prepared.output,
+            run_id,
+            job.name,
+            flush_every=job.output.flush_every,
+            flush_seconds=job.output.flush_seconds,
+        )
+        self.tally = RunTally()
+        self.outcome = RunOutcome()
+        self.signals: list[signal.Signals] = []
+        self.storage_error: str | None = None
+        self.budget_reached: str | None = None
+        self.spent_usd = 0.0
+        self.pending = 0
+        self._price_of = {m.name: prepared.prices.price_of(m) for m in job.models}
+        self.paces: dict[str, float | None] = {}
+        self._runner: Runner | None = None
+        self._progress: Progress | None = None
+
+    @property
+    def output(self) -> Path:
+        """The results file this run writes."""
+        return self.prepared.output
+
+    @property
+    def ending(self) -> Ending:
+        """Why sending ended (so far)."""
+        if self.outcome.fatal is not None:
+            return Ending.REFUSED
+        if self.signals:
+            return Ending.INTERRUPTED
+        if self.storage_error is not None:
+            return Ending.STORAGE
+        if self.budget_reached is not None:
+            return Ending.BUDGET
+        return Ending.FINISHED
+
+    def record(self, result: Result) -> None:
+        """Take one finished request: price it, count it, show it, keep it."""
+        price = self._price_of.get(result.model)
+        if price is not None and result.status == "ok":
+            cost = cost_usd(
+                price, result.prompt_tokens, result.completion_tokens, result.cached_tokens
+            )
+            if cost is not None:
+                result = result._replace(cost_usd=cost)
+                self._spend(cost)
+        if self._progress is not None:
+            self._progress.update(result)
+        self.tally.add(result)
+        try:
+            self.sink.add(result)
+        except OSError as exc:
+            self.storage_failed(exc)
+
+    def _spend(self, cost: float) -> None:
+        self.spent_usd += cost
+        budget = self.prepared.job.limits.budget_usd
+        if budget is not None and self.spent_usd >= budget and self.budget_reached is None:
+            self.budget_reached = f"the budget of ${budget:g} was reached (${self.spent_usd:.4f})"
+            self.stop()
+
+    def storage_failed(self, exc: OSError) -> None:
+        """A write failed: remember the first failure and stop sending."""
+        if self.storage_error is None:
+            reason = exc.strerror or str(exc)
+            self.storage_error = (
+                f"cannot write results beside {self.output}: {reason}; the run stopped and "
+                "the results written so far are kept; make room and rerun to continue"
+            )
+        self.stop()
+
+    def stop(self) -> None:
+        """Send nothing new; requests in flight finish."""
+        if self._runner is not None:
+            self._runner.stop()
+
+    async def send(self) -> None:
+        """Send every request not yet done, until done, stopped or refused."""
+        job = self.prepared.job
+        plan = self.prepared.plan
+        skip = done_keys(self.output, retry_errors=self.options.retry_errors)
+        shard = self.options.shard
+        self.pending = plan.count(skip=skip, shard=shard)
+        sources = {
+            model.name: plan.requests(skip=skip, shard=shard, models=[model])
+            for model in plan.models
+        }
+        unpriced = self.prepared.prices.unpriced(job.models)
+        if unpriced:
+            self.ui.notify(
+                f"warning: no price for {', '.join(unpriced)}: their cost_usd stays empty"
+            )
+        limiter = build_limiter(job)
+        self.paces = {}
+        self._progress = self.ui.progress(self.pending, self.label)
+        ticker = asyncio.create_task(self._flush_timer())
+        try:
+            async with open_client(job, self.prepared.api_key) as (base_url, client):
+                if self.pending:
+                    await self._before_sending(client, base_url, limiter)
+                self._runner = Runner(client, self.record, limiter, retry=_retry_policy(job))
+                self.outcome = await self._run(self._runner, sources)
+        finally:
+            ticker.cancel()
+            self._progress.close()
+            self.flush()
+        self.paces = {name: scope.pace_per_minute for name, scope in limiter.models.items()}
+
+    async def _before_sending(self, client: GatewayClient, base_url: str, limiter: Limiter) -> None:
+        from batchrun.estimate import estimated_cost
+
+        try:
+            round_trip = await check_models(
+                client, self.prepared.job, base_url, self.options.model_check, self.ui.notify
+            )
+        except JobError as exc:
+            raise self.prepared.loaded.locate(exc) from None
+        if round_trip is not None:
+            # The key is good. Gateways refuse a model without a channel or an empty
+            # balance before calling upstream, so a probe still out after a few list
+            # round trips is being answered: nobody need wait for it.
+            limiter.trust(max(PROBE_GRACE_MIN_S, PROBE_GRACE_FACTOR * round_trip))
+        await report_balance(client, estimated_cost(self.prepared)[1], self.ui.notify)
+
+    async def _run(self, runner: Runner, sources: dict[str, Iterator[Request]]) -> RunOutcome:
+        from batchrun.signals import run_until_signalled
+
+        return await run_until_signalled(
+            runner.run(sources),
+            stop=runner.stop,
+            grace_s=self.options.grace_s,
+            received=self.signals,
+            notify=self.ui.notify,
+            interrupted=lambda: runner.outcome,
+        )
+
+    async def _flush_timer(self) -> None:
+        """Write buffered results at least every ``flush_seconds``, even when none arrive."""
+        seconds = self.prepared.job.output.flush_seconds
+        while True:
+            await asyncio.sleep(seconds)
+            if self.sink.due():
+                try:
+                    self.sink.flush()
+                except OSError as exc:
+                    self.storage_failed(exc)
+                    return
+
+    def flush(self) -> None:
+        """Write every buffered result as a part (judges read the parts before compaction)."""
+        try:
+            self.sink.flush()
+        except OSError as exc:
+            self.storage_failed(exc)
+
+    def finish(self, judged: dict[str, Path] | None = None) -> RunReport:
+        """Flush, compact into the output once (scores applied); the run's report."""
+        self.flush()
+        job = self.prepared.job
+        state = OutputState()
+        try:
+            compact(self.output, self.prepared.plan.prompts, _finisher(job.scores, judged))
+            state = OutputState(*failure_counts(self.output))
+        except OSError as exc:
+            self.storage_failed(exc)
+        return RunReport(
+            run_id=self.run_id,
+            job_name=job.name,
+            job_file=self.prepared.loaded.path,
+            job_sha256=self.prepared.loaded.sha256,
+            output=self.output,
+            planned=self.prepared.plan.total,
+            skipped=self.prepared.plan.total - self.pending,
+            started=self.outcome.started,
+            finished=self.outcome.finished,
+            ending=self.ending,
+            tolerance=self.options.max_failures,
+            state=state,
+            by_status=dict(self.tally.by_status),
+            models=self._model_rows(),
+            reason=self._reason(),
+            signal=self.signals[0] if self.signals else None,
+        )
+
+    def _reason(self) -> str | None:
+        if self.outcome.fatal is not None:
+            return self.outcome.fatal.message
+        return self.storage_error or self.budget_reached
+
+    def _model_rows(self) -> list[dict[str, object]]:
+        rows = self.tally.rows()
+        for row in rows:
+            state = self.outcome.models.get(str(row["model"]))
+            row["rate_limited"] = state.rate_limited if state else 0
+            row["stopped"] = state.stopped_reason if state else None
+            row["pace_per_min"] = self.paces.get(str(row["model"]))
+        return rows
+
+
+def build_limiter(job: Job) -> Limiter:
+    """The run's limits: the key's, and each model's under it (never above the key's)."""
+    limits = job.limits
+    key = ScopeLimits(limits.concurrency, limits.rpm, limits.tpm, adaptive=False)
+    models = {
+        model.name: ScopeLimits(
+            min(model.concurrency or limits.concurrency, limits.concurrency),
+            model.rpm,
+            model.tpm,
+            adaptive=limits.adaptive and limits.rpm is None,
+        )
+        for model in job.models
+    }
+    return Limiter(key, models)
+
+
+def _retry_policy(job: Job) -> RetryPolicy:
+    limits = job.limits
+    return RetryPolicy(
+        max_retries=limits.max_retries,
+        max_retry_time_s=limits.max_retry_time_s,
+        base_delay_s=limits.backoff_base_s,
+        max_delay_s=max(limits.backoff_max_s, limits.backoff_base_s),
+    )
+
+
+def _finisher(
+    scores: list[ScoreSpec], judged: dict[str, Path] | None
+) -> Callable[[pl.DataFrame], pl.DataFrame] | None:
+    """What compaction does to each batch: per-row scores, then judge scores by request key."""
+    graded = [spec for spec in scores if spec.grader != "judge"]
+    if not graded and not judged:
+        return None
+    from batchrun.judge import judgement_table
+    from batchrun.scoring import apply_scores
+
+    found = judged or {}
+    tables = [
+        judgement_table(found[spec.name], spec)
+        for spec in scores
+        if spec.grader == "judge" and spec.name in found
+    ]
+
+    def finish(batch: pl.DataFrame) -> pl.DataFrame:
+        if graded:
+            batch = apply_scores(batch, graded)
+        for table in tables:
+            batch = batch.drop(
+                [c for c in table.columns if c != "request_key" and c in batch.columns]
+            ).join(table, on="request_key", how="left")
+        return batch
+
+    return finish
+
+
+async def execute(prepared: Prepared, options: RunOptions, ui: Ui) -> RunReport:
+    """Run the job, then its judges, under the output's lock; the report of the whole run.
+
+    SIGINT and SIGTERM stop new sends and give requests in flight
+    ``options.grace_s`` to finish; a second signal stops at once. The output
+    is written once, at the end, whatever the ending.
+    """
+    run_id = new_run_id()
+    lock = RunLock(prepared.output)
+    lock.acquire(run_id)
+    if lock.taken_over:
+        ui.notify(f"warning: took over a lock left by a run that is gone ({lock.taken_over})")
+    try:
+        if options.fresh:
+            kept = set_aside(prepared.output, prepared.plan.prompts)
+            if kept is not None:
+                ui.notify(f"--fresh: the earlier results are kept as {kept}")
+        run = Run(prepared, options, ui, run_id)
+        await run.send()
+        judges: list[RunReport] = []
+        judged: dict[str, Path] = {}
+        if run.ending is Ending.FINISHED:
+            await _judge(run, judges, judged)
+        report = run.finish(judged)
+        report.judges = judges
+        if any(j.ending is Ending.INTERRUPTED for j in judges) and report.signal is None:
+            report.signal = next(j.signal for j in judges if j.signal is not None)
+            report.ending = Ending.INTERRUPTED
+        write_manifest(report)
+        return report
+    finally:
+        lock.release()
+
+
+async def _judge(run: Run, reports: list[RunReport], judged: dict[str, Path]) -> None:
+    """Run each judge score over the ok answers (as jobs of their own, one after another)."""
+    prepared = run.prepared
+    job = prepared.job
+    from batchrun.judge import judge_output, judge_plan
+    from batchrun.store import current_ok
+
+    answers = current_ok(prepared.output, prepared.plan.prompts)
+    for spec in (s for s in job.scores if s.grader == "judge"):
+        plan = judge_plan(job, spec, answers, prepared.output)
+        if plan is None:
+            continue
+        judge = Prepared(
+            loaded=LoadedJob(
+                job=plan.job, path=prepared.loaded.path, sha256=prepared.loaded.sha256
+            ),
+            plan=plan,
+            output=judge_output(prepared.output, spec),
+            api_key=prepared.api_key,
+            base_url=prepared.base_url,
+            prices=prepared.prices,
+        )
+        options = RunOptions(
+            retry_errors=run.options.retry_errors,
+            fresh=run.options.fresh,
+            grace_s=run.options.grace_s,
+        )
+        report = await execute(judge, options, _Labelled(run.ui, f"judge {spec.name}"))
+        reports.append(report)
+        judged[spec.name] = judge.output
+        run.ui.notify(
+            f"judge {spec.name} ({spec.model}): {report.sent} answers graded this run, "
+            f"{report.state.rows} in all"
+        )
+        if report.ending is Ending.INTERRUPTED:
+            return
+
+
+@dataclass
+class _Labelled:
+    """A ui whose progress displays carry a fixed label."""
+
+    inner: Ui
+    label: str
+
+    def notify(self, message: str) -> None:
+        self.inner.notify(message)
+
+    def progress(self, total: int, label: str) -> Progress:
+        return self.inner.progress(total, self.label)
+
+
+def set_aside(output: Path, prompts: pl.DataFrame) -> Path | None:
+    """For ``--fresh``: fold any parts into the output and move it aside; its new name."""
+    if not output.exists() and not part_files(output):
+        return None
+    compact(output, prompts)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    kept = output.with_name(f"{output.stem}.before-{stamp}{output.suffix}")
+    output.replace(kept)
+    return kept
