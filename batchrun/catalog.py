@@ -16,12 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from batchrun.errors import CatalogError
+
 QUOTA_PER_USD = 500_000
 UNLIMITED_USD = 100_000_000
-
-
-class CatalogError(Exception):
-    """The gateway did not give a model list or a balance."""
 
 
 @dataclass(frozen=True)

@@ -75,8 +75,7 @@ def models(
     job: str | None, base_url: str | None, api_key_env: str | None, as_json: bool, debug: bool
 ) -> None:
     """List the models the gateway offers to this key (GET /v1/models)."""
-    from batchrun.catalog import CatalogError
-    from batchrun.errors import ConnectionFailure
+    from batchrun.errors import CatalogError, ConnectionFailure
     from batchrun.queries import fetch_models, query_gateway
 
     def go() -> list[Any]:
@@ -117,8 +116,7 @@ def balance(
     Reads /dashboard/billing/subscription and /dashboard/billing/usage, or
     new-api's /api/usage/token/ (500,000 quota = $1).
     """
-    from batchrun.catalog import CatalogError
-    from batchrun.errors import ConnectionFailure
+    from batchrun.errors import CatalogError, ConnectionFailure
     from batchrun.estimate import estimated_cost
     from batchrun.queries import fetch_balance, query_gateway
 

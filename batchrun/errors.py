@@ -2,19 +2,25 @@
 
 ::
 
-    BatchrunError
-    ├── JobError            bad job file, data or template: nothing is sent (exit 2)
-    ├── LockedError         another run holds the output (exit 2)
-    ├── RunRefused          the gateway refused the whole run: bad key, no balance (exit 3)
-    └── RequestError        one request failed; the runner records it and goes on
-        ├── RetryableError      try again later: 408, 409, 429, 5xx, timeout, connection, cut stream
-        │   └── RateLimited         429, with the wait the gateway asked for, if any
-        ├── RowError            this request will never succeed: 400, 404, 413, refusals
-        ├── ModelUnavailable    the gateway has no channel for this model
-        └── FatalRequestError   the key or the account is unusable: the run must stop
+    BatchrunError                 every error batchrun raises on purpose; exit code in .exit_code
+    ├── JobError                  bad job file, data or template: nothing is sent (exit 2)
+    ├── LockedError               another run holds the output (exit 2)
+    ├── OutputError               a file the user asked for could not be written (exit 2)
+    ├── CatalogError              the gateway gave no model list or balance (exit 2)
+    └── RequestError              one request failed; the runner records it and goes on
+        ├── RetryableError            try again later
+        │   ├── RateLimited               429, with the wait the gateway asked for, if any
+        │   ├── ServerError               5xx, an HTML error page, a 200 with a server error
+        │   ├── TimeoutFailure            no complete answer within the timeout
+        │   ├── ConnectionFailure         the connection could not be made or was dropped
+        │   └── StreamCut                 a stream ended without a finish reason
+        ├── RowError                  this request will never succeed: 400, 404, 413, refusals
+        ├── ModelUnavailable          the gateway has no channel for this model
+        └── FatalRequestError         the key or the account is unusable: the run stops (exit 3)
 
-Only ``client.py`` raises ``RequestError`` subclasses (it translates the
-transport's exceptions at that one boundary); only ``cli.py`` turns
+``tests/test_errors.py`` checks this drawing against the classes. Only the
+client raises ``RequestError`` subclasses (it translates the transport's
+exceptions at that one boundary); only the command line turns
 ``BatchrunError`` into messages and exit codes.
 """
 
@@ -62,16 +68,17 @@ class OutputError(BatchrunError):
     exit_code = EXIT_USAGE
 
 
-class RunRefused(BatchrunError):
-    """The gateway refused the run as a whole (bad key, exhausted balance)."""
+class CatalogError(BatchrunError):
+    """The gateway did not give a model list or a balance."""
 
-    exit_code = EXIT_REFUSED
+    exit_code = EXIT_USAGE
 
 
-class RequestError(Exception):
+class RequestError(BatchrunError):
     """One request failed. Carries what the results row records about it."""
 
     error_type = "error"
+    exit_code = EXIT_USAGE
 
     def __init__(
         self,
@@ -149,3 +156,4 @@ class FatalRequestError(RequestError):
     """The key or the account cannot be used: every further request would fail too."""
 
     error_type = "auth"
+    exit_code = EXIT_REFUSED

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from batchrun.catalog import (
     Balance,
-    CatalogError,
     ModelInfo,
     parse_models,
     parse_subscription,
@@ -21,7 +20,7 @@ from batchrun.catalog import (
     parse_user_self,
 )
 from batchrun.config import Job
-from batchrun.errors import ConnectionFailure, JobError
+from batchrun.errors import CatalogError, ConnectionFailure, JobError
 
 if TYPE_CHECKING:
     from batchrun.client import GatewayClient
