@@ -44,6 +44,7 @@ from batchrun.store import (
     part_files,
 )
 from batchrun.summary import RunTally
+from batchrun.supersede import record_fingerprint, set_aside_superseded, sidecar_path
 
 if TYPE_CHECKING:
     from batchrun.client import GatewayClient
@@ -248,12 +249,21 @@ class Run:
         """Flush, compact into the output once (scores applied); the run's report."""
         self.flush()
         job = self.prepared.job
+        plan = self.prepared.plan
         state = OutputState()
+        dropped: set[str] = set()
         try:
-            compact(self.output, self.prepared.plan.prompts, _finisher(job.scores, judged))
+            dropped = set_aside_superseded(self.output, plan)
+            compact(self.output, plan.prompts, _finisher(job.scores, judged, dropped))
+            record_fingerprint(self.output, plan)
             state = OutputState(*failure_counts(self.output))
         except OSError as exc:
             self.storage_failed(exc)
+        if dropped:
+            self.ui.notify(
+                f"{len(dropped):,} rows made with settings the job no longer holds were "
+                f"moved to {sidecar_path(self.output)}"
+            )
         return RunReport(
             run_id=self.run_id,
             job_name=job.name,
@@ -315,12 +325,13 @@ def _retry_policy(job: Job) -> RetryPolicy:
 
 
 def _finisher(
-    scores: list[ScoreSpec], judged: dict[str, Path] | None
+    scores: list[ScoreSpec], judged: dict[str, Path] | None, dropped: set[str]
 ) -> Callable[[pl.DataFrame], pl.DataFrame] | None:
-    """What compaction does to each batch: per-row scores, then judge scores by request key."""
+    """What compaction does to each batch: drop superseded rows, score, join judge scores."""
     graded = [spec for spec in scores if spec.grader != "judge"]
-    if not graded and not judged:
+    if not graded and not judged and not dropped:
         return None
+    gone = pl.Series(sorted(dropped), dtype=pl.String)
     from batchrun.judge import judgement_table
     from batchrun.scoring import apply_scores
 
@@ -332,6 +343,8 @@ def _finisher(
     ]
 
     def finish(batch: pl.DataFrame) -> pl.DataFrame:
+        if len(gone):
+            batch = batch.filter(~pl.col("request_key").is_in(gone.implode()))
         if graded:
             batch = apply_scores(batch, graded)
         for table in tables:

@@ -86,8 +86,10 @@ def test_changed_param_resends_only_that_model(gateway: GatewayThread) -> None:
     assert gateway.gateway.stats.by_model["model-a"] == before["model-a"]
     assert gateway.gateway.stats.by_model["model-b"] == before["model-b"] + 6
     frame = read()
-    assert frame.height == 18  # the old model-b rows stay beside the new ones
-    assert frame["request_key"].n_unique() == 18
+    assert frame.height == 12  # the old model-b rows are superseded: out of the output
+    assert frame["request_key"].n_unique() == 12
+    kept = pl.read_parquet("out/results.superseded.parquet")
+    assert kept.height == 6 and set(kept["model"]) == {"b"}
 
 
 def test_csv_input_and_samples(gateway: GatewayThread) -> None:
