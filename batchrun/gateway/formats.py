@@ -1,8 +1,11 @@
-"""The built-in gateway's answers in the other API formats: Responses, Claude, Gemini, embeddings.
+"""The gateway's format registry: one object per API, keyed as the client's registry is.
 
-``render_other`` promises an answer body in the shape the real endpoint
-sends, with the same deterministic text (and usage) as chat completions.
-Embeddings are a unit vector derived from the input text.
+``FORMATS`` maps "chat", "responses", "messages", "gemini" and "embeddings"
+to the object that knows the API's route, reads its request and renders its
+answer. Chat and Responses live in their own modules; Claude's messages,
+Gemini's generateContent and embeddings are here. Answers carry the same
+deterministic text (and usage) in every format; embeddings are unit vectors
+derived from each input text.
 """
 
 from __future__ import annotations
@@ -10,41 +13,16 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
-import time
 from typing import Any
 
+from aiohttp import web
+
+from batchrun.gateway.call import ApiFormat, Call, json_response, last_user, turns_of
+from batchrun.gateway.chat import ChatFormat
 from batchrun.gateway.replies import answer, count_tokens
+from batchrun.gateway.responses import ResponsesFormat
 
 EMBEDDING_DIMENSIONS = 16
-
-
-def _texts(body: dict[str, Any], api: str) -> tuple[str, str]:
-    """The whole prompt and the last user text of a request in ``api``'s shape."""
-    if api == "gemini":
-        turns = [
-            (c.get("role", "user"), " ".join(p.get("text", "") for p in c.get("parts", [])))
-            for c in body.get("contents", [])
-        ]
-    elif api == "embeddings":
-        text = body.get("input")
-        text = " ".join(text) if isinstance(text, list) else str(text or "")
-        return text, text
-    else:
-        items = body.get("input") if api == "responses" else body.get("messages")
-        if isinstance(items, str):
-            return items, items
-        turns = [(m.get("role", "user"), _content(m.get("content"))) for m in items or []]
-    prompt = "\n".join(text for _, text in turns)
-    last = next((text for role, text in reversed(turns) if role == "user"), prompt)
-    return prompt, last
-
-
-def _content(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
 
 
 def embed(text: str) -> list[float]:
@@ -55,74 +33,133 @@ def embed(text: str) -> list[float]:
     return [v / norm for v in values]
 
 
-def render_other(
-    api: str, body: dict[str, Any], model: str, request_id: str, accuracy: float
-) -> dict[str, Any]:
-    """The answer body of one request in ``api``'s format."""
-    prompt, last = _texts(body, api)
-    prompt_tokens = count_tokens(prompt)
-    if api == "embeddings":
-        return {
-            "object": "list",
-            "data": [{"object": "embedding", "index": 0, "embedding": embed(last)}],
-            "model": model,
-            "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
-        }
-    text = answer(model, last, accuracy)
-    output_tokens = count_tokens(text)
-    if api == "responses":
-        return {
-            "id": f"resp_{request_id}",
-            "object": "response",
-            "created_at": int(time.time()),
-            "status": "completed",
-            "model": model,
-            "output": [
-                {
-                    "type": "message",
-                    "id": f"msg_{request_id}",
-                    "role": "assistant",
-                    "status": "completed",
-                    "content": [{"type": "output_text", "text": text, "annotations": []}],
-                }
-            ],
-            "usage": {
-                "input_tokens": prompt_tokens,
-                "input_tokens_details": {"cached_tokens": 0},
-                "output_tokens": output_tokens,
-                "output_tokens_details": {"reasoning_tokens": 0},
-                "total_tokens": prompt_tokens + output_tokens,
-            },
-        }
-    if api == "messages":
-        return {
-            "id": f"msg_{request_id}",
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn",
-            "stop_sequence": None,
-            "usage": {
-                "input_tokens": prompt_tokens,
-                "output_tokens": output_tokens,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
-            },
-        }
-    return {
-        "candidates": [
+class MessagesFormat:
+    """Anthropic's ``POST /v1/messages``."""
+
+    name = "messages"
+    path = "/v1/messages"
+
+    def model_of(self, request: web.Request, body: dict[str, Any]) -> object:
+        """The body's ``model``."""
+        return body.get("model")
+
+    def texts(self, body: dict[str, Any]) -> tuple[str, str]:
+        """The messages' text and the last user message's."""
+        turns = turns_of(body.get("messages"))
+        prompt = "\n".join(text for _, text in turns)
+        return prompt, last_user(turns, prompt)
+
+    async def respond(self, call: Call) -> web.StreamResponse:
+        """A ``message`` object."""
+        prompt, question = self.texts(call.body)
+        text = answer(call.model, question, call.accuracy)
+        prompt_tokens, output_tokens = count_tokens(prompt), count_tokens(text)
+        return json_response(
             {
-                "content": {"role": "model", "parts": [{"text": text}]},
-                "finishReason": "STOP",
-                "index": 0,
+                "id": f"msg_{call.request_id}",
+                "type": "message",
+                "role": "assistant",
+                "model": call.model,
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {
+                    "input_tokens": prompt_tokens,
+                    "output_tokens": output_tokens,
+                    "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": 0,
+                },
             }
-        ],
-        "usageMetadata": {
-            "promptTokenCount": prompt_tokens,
-            "candidatesTokenCount": output_tokens,
-            "totalTokenCount": prompt_tokens + output_tokens,
-        },
-        "modelVersion": model,
-        "responseId": request_id,
-    }
+        )
+
+
+class GeminiFormat:
+    """Gemini's ``POST /v1beta/models/{model}:generateContent``."""
+
+    name = "gemini"
+    path = "/v1beta/models/{model}:generateContent"
+
+    def model_of(self, request: web.Request, body: dict[str, Any]) -> object:
+        """The model in the path."""
+        return request.match_info.get("model")
+
+    def texts(self, body: dict[str, Any]) -> tuple[str, str]:
+        """The text of the contents' parts and of the last user turn."""
+        turns = [
+            (c.get("role", "user"), " ".join(p.get("text", "") for p in c.get("parts", [])))
+            for c in body.get("contents", [])
+        ]
+        prompt = "\n".join(text for _, text in turns)
+        return prompt, last_user(turns, prompt)
+
+    async def respond(self, call: Call) -> web.StreamResponse:
+        """A ``GenerateContentResponse``."""
+        prompt, question = self.texts(call.body)
+        text = answer(call.model, question, call.accuracy)
+        prompt_tokens, output_tokens = count_tokens(prompt), count_tokens(text)
+        return json_response(
+            {
+                "candidates": [
+                    {
+                        "content": {"role": "model", "parts": [{"text": text}]},
+                        "finishReason": "STOP",
+                        "index": 0,
+                    }
+                ],
+                "usageMetadata": {
+                    "promptTokenCount": prompt_tokens,
+                    "candidatesTokenCount": output_tokens,
+                    "totalTokenCount": prompt_tokens + output_tokens,
+                },
+                "modelVersion": call.model,
+                "responseId": call.request_id,
+            }
+        )
+
+
+def _inputs(value: Any) -> list[str]:
+    """Each input an embeddings request names: a string, or a list of them (or of tokens)."""
+    if isinstance(value, list) and value and all(isinstance(v, str | list) for v in value):
+        return [v if isinstance(v, str) else " ".join(map(str, v)) for v in value]
+    if isinstance(value, list):  # one input as token ids
+        return [" ".join(map(str, value))]
+    return [str(value or "")]
+
+
+class EmbeddingsFormat:
+    """``POST /v1/embeddings``: one vector per input, with its index."""
+
+    name = "embeddings"
+    path = "/v1/embeddings"
+
+    def model_of(self, request: web.Request, body: dict[str, Any]) -> object:
+        """The body's ``model``."""
+        return body.get("model")
+
+    def texts(self, body: dict[str, Any]) -> tuple[str, str]:
+        """All inputs joined, twice (there is no conversation)."""
+        text = " ".join(_inputs(body.get("input")))
+        return text, text
+
+    async def respond(self, call: Call) -> web.StreamResponse:
+        """An embeddings list, one item per input in order."""
+        inputs = _inputs(call.body.get("input"))
+        tokens = sum(count_tokens(text) for text in inputs)
+        data = [
+            {"object": "embedding", "index": index, "embedding": embed(text)}
+            for index, text in enumerate(inputs)
+        ]
+        return json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": call.model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
+
+FORMATS: dict[str, ApiFormat] = {
+    f.name: f
+    for f in (ChatFormat(), ResponsesFormat(), MessagesFormat(), GeminiFormat(), EmbeddingsFormat())
+}

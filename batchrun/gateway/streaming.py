@@ -1,4 +1,4 @@
-"""Streamed answers of the built-in gateway, with the quirks of real one-api/new-api gateways.
+"""Streamed chat answers of the built-in gateway, with the quirks of real one-api/new-api gateways.
 
 ``stream_answer`` writes a chat completion as server-sent events: a role
 chunk, the content a few words at a time, a finish chunk, a usage chunk
@@ -14,117 +14,130 @@ no finish reason, S20 the connection dropped, S21 a stall, S22 only
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
+import orjson
 from aiohttp import web
 
-STREAM_SCENARIOS = frozenset(
-    {"S02b", "S03", "S04", "S18", "S19", "S20", "S21", "S22", "S30", "S30b"}
-)
+from batchrun.gateway.call import Call
+
 _FINISH = {"S24": "max_tokens", "S24b": "tool_use", "S24c": "refusal", "S24d": "content_filter"}
+_LONG = ("S30", "S30b")
 
 
-def _chunk(
-    request_id: str, model: str, delta: dict[str, Any], finish: str | None, with_usage_field: bool
-) -> dict[str, Any]:
+class EventStream:
+    """A prepared ``text/event-stream`` response that writes ``data:`` events."""
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+        self.response = web.StreamResponse(
+            status=200,
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+                "X-Oneapi-Request-Id": call.request_id,
+            },
+        )
+        self.prefix = b"data:" if call.scenario == "S02b" else b"data: "
+        self.delay_s = call.settings.stream_chunk_ms / 1000.0
+
+    async def open(self) -> None:
+        """Send the status and headers."""
+        await self.response.prepare(self.call.request)
+
+    async def send(self, payload: dict[str, Any] | str, event: str | None = None) -> None:
+        """One event (a JSON object, or ``[DONE]``), then the scenario's comment and pace."""
+        data = payload.encode() if isinstance(payload, str) else orjson.dumps(payload)
+        head = f"event: {event}\n".encode() if event else b""
+        await self.response.write(head + self.prefix + data + b"\n\n")
+        if self.call.scenario == "S03":
+            await self.response.write(b": PING\n\n")
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+
+    async def close(self, done: bool = True) -> web.StreamResponse:
+        """``[DONE]`` (unless ``done`` is False) and the end of the body."""
+        if done:
+            await self.send("[DONE]")
+        await self.response.write_eof()
+        return self.response
+
+
+def _chunk(call: Call, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
     chunk: dict[str, Any] = {
-        "id": f"chatcmpl-{request_id}",
+        "id": f"chatcmpl-{call.request_id}",
         "object": "chat.completion.chunk",
         "created": int(time.time()),
-        "model": model,
+        "model": call.model,
         "system_fingerprint": "fp_batchrun",
         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
     }
-    if with_usage_field:
+    if _include_usage(call):
         chunk["usage"] = None
     return chunk
 
 
-async def stream_answer(
-    request: web.Request,
-    *,
-    request_id: str,
-    model: str,
-    text: str,
-    usage: dict[str, Any],
-    include_usage: bool,
-    scenario: str | None,
-    chunk_delay_s: float,
-    stall_s: float,
-) -> web.StreamResponse:
-    """Write one streamed answer; returns the (already sent) response."""
-    response = web.StreamResponse(
-        status=200,
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-            "X-Oneapi-Request-Id": request_id,
-        },
-    )
-    await response.prepare(request)
-    prefix = b"data:" if scenario == "S02b" else b"data: "
+def _include_usage(call: Call) -> bool:
+    options = call.body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
 
-    async def send(payload: dict[str, Any] | str) -> None:
-        data = payload if isinstance(payload, str) else json.dumps(payload)
-        await response.write(prefix + data.encode() + b"\n\n")
-        if scenario == "S03":
-            await response.write(b": PING\n\n")
-        if chunk_delay_s:
-            await asyncio.sleep(chunk_delay_s)
 
-    if scenario == "S22":
-        await send("[DONE]")
-        await response.write_eof()
-        return response
-    if scenario in ("S30", "S30b"):
-        text = "x" * 100_000 + " " + text
+def pieces_of(text: str) -> list[str]:
+    """``text`` in pieces of three words, spaces kept, as a model streams it."""
     words = text.split(" ")
-    pieces = [
+    return [
         " ".join(words[i : i + 3]) + (" " if i + 3 < len(words) else "")
         for i in range(0, len(words), 3)
     ]
-    await send(_chunk(request_id, model, {"role": "assistant", "content": ""}, None, include_usage))
+
+
+async def _midway(stream: EventStream) -> bool:
+    """The mid-stream scenarios (S18 S19 S20 S21 S30b); True when the stream has ended."""
+    call, scenario = stream.call, stream.call.scenario
+    if scenario == "S18":
+        error = {
+            "message": f"upstream error (request id: {call.request_id})",
+            "type": "upstream_error",
+            "param": "",
+            "code": "bad_response_status_code",
+        }
+        await stream.send({"error": error})
+        await stream.close()
+        return True
+    if scenario in ("S19", "S30b"):
+        await stream.close()
+        return True
+    if scenario == "S20":
+        if call.request.transport is not None:
+            call.request.transport.abort()
+        return True
+    if scenario == "S21":
+        await asyncio.sleep(call.settings.stall_s)
+    return False
+
+
+async def stream_answer(call: Call, text: str, usage: dict[str, Any]) -> web.StreamResponse:
+    """Write one streamed chat answer of ``text``; returns the (already sent) response."""
+    stream = EventStream(call)
+    await stream.open()
+    if call.scenario == "S22":
+        return await stream.close()
+    if call.scenario in _LONG:
+        text = "x" * 100_000 + " " + text
+    pieces = pieces_of(text)
+    await stream.send(_chunk(call, {"role": "assistant", "content": ""}, None))
     for index, piece in enumerate(pieces):
-        if scenario in ("S30", "S30b") and index == 0:
-            piece = text[:100_001]
-        elif scenario in ("S30", "S30b"):
-            piece = piece
-        await send(_chunk(request_id, model, {"content": piece}, None, include_usage))
-        if index == len(pieces) // 2:
-            if scenario == "S18":
-                await send(
-                    {
-                        "error": {
-                            "message": f"upstream error (request id: {request_id})",
-                            "type": "upstream_error",
-                            "param": "",
-                            "code": "bad_response_status_code",
-                        }
-                    }
-                )
-                await send("[DONE]")
-                await response.write_eof()
-                return response
-            if scenario in ("S19", "S30b"):
-                await send("[DONE]")
-                await response.write_eof()
-                return response
-            if scenario == "S20":
-                if request.transport is not None:
-                    request.transport.abort()
-                return response
-            if scenario == "S21":
-                await asyncio.sleep(stall_s)
-    finish = _FINISH.get(scenario or "", "stop")
-    await send(_chunk(request_id, model, {}, finish, include_usage))
-    if include_usage or scenario in ("S03", "S04"):
-        chunk = _chunk(request_id, model, {}, None, False)
+        first_long = call.scenario in _LONG and index == 0
+        await stream.send(_chunk(call, {"content": text[:100_001] if first_long else piece}, None))
+        if index == len(pieces) // 2 and await _midway(stream):
+            return stream.response
+    await stream.send(_chunk(call, {}, _FINISH.get(call.scenario or "", "stop")))
+    if _include_usage(call) or call.scenario in ("S03", "S04"):
+        chunk = _chunk(call, {}, None)
+        chunk.pop("usage", None)
         chunk["choices"] = []
         chunk["usage"] = usage
-        await send(chunk)
-    await send("[DONE]")
-    await response.write_eof()
-    return response
+        await stream.send(chunk)
+    return await stream.close()
