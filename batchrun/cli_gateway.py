@@ -173,22 +173,68 @@ def format_rows(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> s
     return format_table(rows, columns)
 
 
-@click.command()
+class _GatewayCommand(click.Command):
+    """The gateway command, whose help lists every fault scenario (read when asked for)."""
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The docstring, then the key rule and the scenario table, unwrapped."""
+        super().format_help_text(ctx, formatter)
+        from batchrun.gateway import scenario_help
+
+        formatter.write("\n")
+        for line in scenario_help().splitlines():
+            formatter.write(f"  {line}\n")
+
+
+@click.command(cls=_GatewayCommand)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8787, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--latency-ms", default=0.0, show_default=True, type=click.FloatRange(0))
+@click.option(
+    "--latency-ms",
+    "latencies",
+    multiple=True,
+    metavar="MS|MODEL=MS",
+    help="Answer latency for every model, or for one (repeatable).",
+)
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="CODE=RATE",
+    help="Answer this share of requests with a fault scenario, like S13=0.05 (repeatable).",
+)
 @click.option("--model", "models", multiple=True, help="Offer only these models (repeatable).")
-def gateway(host: str, port: int, latency_ms: float, models: tuple[str, ...]) -> None:
-    """Serve the built-in OpenAI-compatible gateway for other clients.
+def gateway(
+    host: str,
+    port: int,
+    latencies: tuple[str, ...],
+    faults: tuple[str, ...],
+    models: tuple[str, ...],
+) -> None:
+    """Serve the built-in OpenAI-compatible gateway for other clients and tests.
 
-    Any key is accepted. Send the header X-Sim-Scenario (S07 ... S26) to
-    reproduce a gateway fault on one request.
+    It answers chat completions, responses, messages, gemini and embeddings
+    like a one-api/new-api gateway, with deterministic replies and real
+    usage. Send the header X-Sim-Scenario: CODE to reproduce one fault on
+    one request, or --fault CODE=RATE to mix faults in at random.
     """
     import asyncio
 
-    from batchrun.gateway import Gateway, GatewaySettings, serve
+    from batchrun.gateway import Gateway, GatewaySettings, parse_fault, parse_latency, serve
 
-    settings = GatewaySettings(models=list(models) or None, latency_ms=latency_ms)
+    settings = GatewaySettings(models=list(models) or None)
+    try:
+        for spec in faults:
+            code, rate = parse_fault(spec)
+            settings.fault_rates[code] = rate
+        for spec in latencies:
+            model, value = parse_latency(spec)
+            if model is None:
+                settings.latency_ms = value
+            else:
+                settings.model_latency_ms[model] = value
+    except ValueError as exc:
+        raise Failure(str(exc), EXIT_USAGE) from None
 
     async def forever() -> None:
         async with serve(Gateway(settings), host=host, port=port) as url:

@@ -81,3 +81,58 @@ def test_parse_latency() -> None:
     for bad in ("-5", "fast", "=10", "nan"):
         with pytest.raises(ValueError, match="latency"):
             parse_latency(bad)
+
+
+def test_gateway_command_serves_faults_and_latency_as_asked() -> None:
+    """`batchrun gateway --fault S13=1 --latency-ms 50` answers every request with S13, late."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "batchrun", "gateway", "--port", str(port)]
+        + ["--fault", "S13=1", "--latency-ms", "50"],
+        stderr=subprocess.DEVNULL,
+        env=os.environ,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        body = b'{"model": "model-a", "messages": [{"role": "user", "content": "hi"}]}'
+        deadline = time.monotonic() + 20
+        while True:
+            request = urllib.request.Request(
+                url, data=body, headers={"Authorization": "Bearer sk-x"}
+            )
+            started = time.monotonic()
+            try:
+                urllib.request.urlopen(request, timeout=5)
+            except urllib.error.HTTPError as exc:
+                with exc:
+                    assert exc.code == 500
+                    assert b"do_request_failed" in exc.read()
+                assert time.monotonic() - started >= 0.05
+                break
+            except urllib.error.URLError:
+                assert time.monotonic() < deadline, "the gateway did not start"
+                time.sleep(0.1)
+                continue
+            raise AssertionError("a healthy answer despite --fault S13=1")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_gateway_command_refuses_a_bad_fault_in_one_line() -> None:
+    """An unknown scenario is one line and exit 2."""
+    from conftest import invoke
+
+    result = invoke("gateway", "--fault", "S99=0.5")
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "S99" in result.stderr
