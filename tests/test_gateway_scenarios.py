@@ -97,8 +97,10 @@ def test_gateway_command_serves_faults_and_latency_as_asked() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "batchrun", "gateway", "--port", str(port)]
-        + ["--fault", "S13=1", "--latency-ms", "50"],
+        [
+            *(sys.executable, "-m", "batchrun", "gateway", "--port", str(port)),
+            *("--fault", "S13=1", "--latency-ms", "50"),
+        ],
         stderr=subprocess.DEVNULL,
         env=os.environ,
     )
