@@ -171,11 +171,12 @@ def _sum(part: pl.DataFrame, column: str) -> float | None:
 def _model_row(model: str, part: pl.DataFrame) -> dict[str, Any]:
     """Counts, latency, tokens and cost of one model's rows."""
     ok = part.filter(pl.col("status") == "ok")
+    kind = "error_type" if "error_type" in part.columns else "status"
     errors = (
         part.filter(pl.col("status") != "ok")
-        .group_by("error_type")
+        .group_by(kind)
         .len()
-        .sort(["len", "error_type"], descending=[True, False])
+        .sort(["len", kind], descending=[True, False])
     )
     prompts = part.get_column(PROMPT_ID).n_unique()
     cost = _sum(part, "cost_usd")

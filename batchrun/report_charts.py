@@ -98,21 +98,10 @@ def latency_section(frame: pl.DataFrame, models: list[str], colors: dict[str, st
 
 def cost_score_section(comparison: Comparison, colors: dict[str, str]) -> str:
     """Each model as a point: cost (or tokens) across, score (or ok rate) up, with its interval."""
-    rows = comparison.models
-    priced = all(r["cost_per_1k_prompts"] is not None for r in rows)
-    x_key, x_label = (
-        ("cost_per_1k_prompts", "$ per 1,000 prompts") if priced else ("tokens_total", "tokens")
-    )
+    priced = all(r["cost_per_1k_prompts"] is not None for r in comparison.models)
+    x_label = "$ per 1,000 prompts" if priced else "tokens"
     score = comparison.scores[0] if comparison.scores else None
-    points: list[tuple[str, float, float, float, float]] = []
-    for row in rows:
-        if score is not None:
-            interval = row[f"score_{score}"]
-            y, low, high = interval.mean, interval.low, interval.high
-        else:
-            y = low = high = (row["ok_rate"] or 0.0) / 100
-        points.append((row["model"], float(row[x_key] or 0.0), y, low, high))
-    usable = [p for p in points if not math.isnan(p[2])]
+    usable = _score_points(comparison, "cost_per_1k_prompts" if priced else "tokens_total")
     if not usable:
         return "<section><h2>Cost and score</h2><p class='note'>Nothing to plot.</p></section>"
     width, height, left, bottom, top_pad, right = 560, 300, 64, 40, 16, 90
@@ -163,6 +152,22 @@ def cost_score_section(comparison: Comparison, colors: dict[str, str]) -> str:
     )
     note = "Up and to the left is better." if priced else "No prices given: tokens stand for cost."
     return f"<section><h2>Cost and score</h2><p class='note'>{note}</p>{svg}</section>"
+
+
+def _score_points(
+    comparison: Comparison, x_key: str
+) -> list[tuple[str, float, float, float, float]]:
+    """(model, x, mean, low, high) of the first score (or the ok rate), where there is a mean."""
+    score = comparison.scores[0] if comparison.scores else None
+    points = []
+    for row in comparison.models:
+        if score is not None:
+            interval = row[f"score_{score}"]
+            y, low, high = interval.mean, interval.low, interval.high
+        else:
+            y = low = high = (row["ok_rate"] or 0.0) / 100
+        points.append((row["model"], float(row[x_key] or 0.0), y, low, high))
+    return [p for p in points if not math.isnan(p[2])]
 
 
 def trends_section(comparison: Comparison, colors: dict[str, str]) -> str:
