@@ -72,7 +72,7 @@ def percent(value: float | None) -> str:
 
 
 def _signed(text: str, value: float) -> str:
-    return text if value < 0 else f"+{text}"
+    return text if value <= 0 else f"+{text}"
 
 
 def change_percent(value: float | None) -> str:

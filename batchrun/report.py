@@ -40,7 +40,7 @@ header h1 { margin: 0 0 4px; font-size: 22px; }
 header p { margin: 0; color: #d1d5db; }
 main { padding: 8px 32px 48px; max-width: 1400px; }
 section { background: #fff; border: 1px solid var(--line); border-radius: 10px;
-          padding: 16px 20px; margin-top: 20px; }
+          padding: 16px 20px; margin-top: 20px; overflow-x: auto; }
 h2 { font-size: 17px; margin: 0 0 4px; }
 .note { color: var(--muted); margin: 0 0 12px; font-size: 13px; }
 table { border-collapse: collapse; width: 100%; }
@@ -196,7 +196,10 @@ def _summary(comparison: Comparison, colors: dict[str, str]) -> str:
             display.count(row["requests"]),
             display.percent(row["ok_rate"]),
         ]
-        cells = [f"<td>{swatch(colors[row['model']])}<b>{_e(row['model'])}</b></td>"]
+        cells = [
+            f'<td style="white-space:nowrap">{swatch(colors[row["model"]])}'
+            f"<b>{_e(row['model'])}</b></td>"
+        ]
         cells += [f'<td class="num">{figure}</td>' for figure in figures]
         cells.append(f"<td>{_e(errors_text(row['errors']))}</td>")
         latencies = " / ".join(

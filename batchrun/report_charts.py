@@ -36,14 +36,16 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
     while True:
-        first, last = math.floor(low / step), math.ceil(high / step)
+        first, last = math.floor(low / step + 1e-9), math.ceil(high / step - 1e-9)
         if last - first >= 2:
             return [round(i * step, 12) for i in range(first, last + 1)]
         step /= 2
 
 
-def _label(value: float) -> str:
-    return display.sig(value)
+def tick_labels(ticks: list[float]) -> list[str]:
+    """Tick values with the same number of decimals, as few as tell them apart (0.05, 0.10)."""
+    decimals = max(len(f"{t:.10f}".rstrip("0").split(".")[1]) for t in ticks)
+    return [f"{t:,.{decimals}f}" for t in ticks]
 
 
 def latency_section(frame: pl.DataFrame, models: list[str], colors: dict[str, str]) -> str:
@@ -81,8 +83,8 @@ def latency_section(frame: pl.DataFrame, models: list[str], colors: dict[str, st
     axis_y = height - 24
     grid = "".join(
         f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="6" y2="{axis_y}" stroke="#f0f0f0"/>'
-        f'<text x="{x(t):.1f}" y="{axis_y + 14}" text-anchor="middle">{_label(t)}</text>'
-        for t in ticks
+        f'<text x="{x(t):.1f}" y="{axis_y + 14}" text-anchor="middle">{text}</text>'
+        for t, text in zip(ticks, tick_labels(ticks), strict=True)
     )
     svg = (
         f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" '
@@ -121,12 +123,12 @@ def cost_score_section(comparison: Comparison, colors: dict[str, str]) -> str:
     grid = "".join(
         f'<line x1="{left}" x2="{width - right}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" '
         f'stroke="#f0f0f0"/><text x="{left - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">'
-        f"{_label(t)}</text>"
-        for t in y_ticks
+        f"{text}</text>"
+        for t, text in zip(y_ticks, tick_labels(y_ticks), strict=True)
     )
     grid += "".join(
-        f'<text x="{sx(t):.1f}" y="{height - bottom + 16}" text-anchor="middle">{_label(t)}</text>'
-        for t in x_ticks
+        f'<text x="{sx(t):.1f}" y="{height - bottom + 16}" text-anchor="middle">{text}</text>'
+        for t, text in zip(x_ticks, tick_labels(x_ticks), strict=True)
     )
     marks = []
     for model, xv, yv, low, high in usable:
@@ -258,8 +260,8 @@ def line_chart(
     y_axis = "".join(
         f'<line x1="{left}" x2="{width - right}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" '
         f'stroke="#f0f0f0"/><text class="y-tick" x="{left - 6}" y="{sy(t) + 4:.1f}" '
-        f'text-anchor="end">{_label(t)}</text>'
-        for t in ticks
+        f'text-anchor="end">{text}</text>'
+        for t, text in zip(ticks, tick_labels(ticks), strict=True)
     )
     legend = " ".join(f"{swatch(colors.get(model, '#6b7280'))}{_e(model)}" for model in series)
     return (

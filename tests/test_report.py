@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -15,21 +14,12 @@ from typing import Any
 
 import polars as pl
 import pytest
+from chromium import CHROMIUM_FLAGS, chromium_or_skip
 from conftest import invoke
 
 from batchrun import display
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # Runs after the report's own script: what a reader would see, written onto <body> as JSON.
 CHECK = """<script>
 (function () {
@@ -59,15 +49,6 @@ CHECK = """<script>
   document.body.setAttribute('data-check', JSON.stringify(out));
 })();
 </script></body>"""
-
-
-def chromium_or_skip() -> str:
-    """Chromium's path; skip (with the reason) without it, unless CI is set: then fail."""
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is needed for the report tests in CI (Debian's chromium)")
-        pytest.skip("Chromium is not installed (apt-get install chromium); CI is unset")
-    return CHROMIUM
 
 
 def seen_in_chromium(page: Path, profile: Path, fragment: str = "") -> dict[str, Any]:
