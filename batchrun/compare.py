@@ -266,6 +266,7 @@ def run_over_run(
                 delta = (sum(right) / len(right) - sum(left) / len(left)) if left else None
                 row[f"score_{name}_change"] = delta
                 row[f"score_{name}_p"] = test.p_value if test else None
+                row[f"score_{name}_untested"] = test.untested if test else None
                 if delta is not None and delta < 0 and test is not None and test.significant:
                     flags.append(f"{name} regressed")
             row["flags"] = flags

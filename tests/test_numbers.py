@@ -188,6 +188,8 @@ def test_finding6_changes_carry_their_unit() -> None:
     assert run["latency_p50_change_pct"] == pytest.approx(164.0)
     assert run["cost_change_usd"] == pytest.approx(50 * 0.0006)
     assert set(run["flags"]) == {"slower", "costlier"}
+    assert run["score_correct_p"] is None
+    assert run["score_correct_untested"] == "too few discordant prompts for a test (0 < 5)"
     table = invoke("compare", "w1.parquet", "w2.parquet").stdout
     p50 = 0.05 + 0.001 * 24.5
     assert f"+{display.sig(p50 * 1.64)} s (+164%)" in table

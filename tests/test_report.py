@@ -70,14 +70,16 @@ def judged_run(path: str, models: list[str], prompts: int, start: datetime) -> N
     """A results file with a judge score (1..10) of 2 for the first model, 9 for the others."""
     rows = [
         {"run_id": path, "job": "weekly", "prompt_id": f"p{i:04d}", "model": model, "sample": 0,
-         "status": "ok", "response": f"answer {i}", "prompt": f"question {i}",
+         "status": "ok", "error_type": None, "response": f"answer {i}", "prompt": f"question {i}",
          "latency_s": 0.2 + 0.01 * (i % 7), "total_tokens": 100, "completion_tokens": 20,
          "cost_usd": 0.0002, "finished_at": start + timedelta(seconds=i),
          "score_quality": 2.0 if model == models[0] else 9.0, "score_quality_reason": "ok"}
         for model in models
         for i in range(prompts)
     ]  # fmt: skip
-    pl.DataFrame(rows, schema_overrides={"sample": pl.Int32}).write_parquet(path)
+    pl.DataFrame(
+        rows, schema_overrides={"sample": pl.Int32, "error_type": pl.String}
+    ).write_parquet(path)
 
 
 def test_finding9_report_reads_right(tmp_path: Path) -> None:
