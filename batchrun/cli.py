@@ -194,30 +194,53 @@ def validate(job: str, debug: bool) -> None:
     show_default=True,
 )
 @click.option(
+    "--table",
+    type=click.Choice(["models", "pairwise", "runs"]),
+    default="models",
+    show_default=True,
+    help="The table --format csv writes (one table per file).",
+)
+@click.option(
     "--wide",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the side-by-side table (one row per prompt) to a .parquet or .csv file.",
 )
+@click.option(
+    "--allow-different",
+    is_flag=True,
+    help="Compare files of different jobs or prompt sets as runs of one job anyway.",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
-def compare(results: tuple[Path, ...], fmt: str, wide: Path | None, debug: bool) -> None:
+def compare(
+    results: tuple[Path, ...],
+    fmt: str,
+    table: str,
+    wide: Path | None,
+    allow_different: bool,
+    debug: bool,
+) -> None:
     """Compare the models in RESULTS, and each run with the one before.
 
     Give one results file to compare its models (ok rate, errors, latency,
     tokens, cost, scores with 95% intervals, pairwise tests). Give several
-    runs of one job, oldest first, to also see what changed from run to run.
+    runs of one job, oldest first, to also see what changed from run to run;
+    the shards of one run count as one run.
     """
     from batchrun import compare as comparing
+    from batchrun.compare_render import render
 
     def go() -> str:
-        snapshots = comparing.load_snapshots(list(results))
-        comparison = comparing.compare(snapshots)
+        comparison = comparing.compare_files(list(results), allow_different, _warn)
         if wide is not None:
-            table = comparing.side_by_side(comparison.latest.frame)
+            side = comparing.side_by_side(comparison.latest.frame)
             if wide.suffix == ".csv":
-                writing(wide, lambda: table.write_csv(wide))
+                writing(wide, lambda: side.write_csv(wide))
             else:
-                writing(wide, lambda: table.write_parquet(wide))
-        return comparing.render(comparison, fmt)
+                writing(wide, lambda: side.write_parquet(wide))
+        return render(comparison, fmt, table)
+
+    def _warn(line: str) -> None:
+        click.echo(f"batchrun: warning: {line}", err=True)
 
     click.echo(guard(debug, go), nl=False)
 
@@ -233,19 +256,28 @@ def compare(results: tuple[Path, ...], fmt: str, wide: Path | None, debug: bool)
     help="Where to write the HTML file.",
 )
 @click.option("--title", help="The report's title (default: from the job name).")
+@click.option(
+    "--allow-different",
+    is_flag=True,
+    help="Compare files of different jobs or prompt sets as runs of one job anyway.",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
-def report(results: tuple[Path, ...], output: Path, title: str | None, debug: bool) -> None:
+def report(
+    results: tuple[Path, ...], output: Path, title: str | None, allow_different: bool, debug: bool
+) -> None:
     """Write RESULTS as one self-contained HTML report (no network needed to view it).
 
     Give several runs of one job, oldest first, to add run-over-run trends.
     """
-    from batchrun import compare as comparing
+    from batchrun.compare import compare_files
     from batchrun.report import build_report
 
     def go() -> None:
-        comparison = comparing.compare(comparing.load_snapshots(list(results)))
-        page = build_report(comparison, title)
+        page = build_report(compare_files(list(results), allow_different, _warn), title)
         writing(output, lambda: output.write_text(page, encoding="utf-8"))
+
+    def _warn(line: str) -> None:
+        click.echo(f"batchrun: warning: {line}", err=True)
 
     guard(debug, go)
     click.echo(f"wrote {output}")

@@ -1,26 +1,32 @@
 """The statistics behind ``compare`` and ``report``, written out so they can be checked by hand.
 
-* ``mean_interval``: a mean with its 95% interval (Student's t; Wilson's
-  interval when every value is 0 or 1).
+* ``mean_interval``: a mean with its 95% interval (Student's t with its exact
+  quantile for every degree of freedom; Wilson's interval when every value
+  is 0 or 1).
+* ``t_quantile``: Student's t quantile, from the regularized incomplete beta
+  function (a continued fraction), so no table and no normal fallback.
+* ``quantile``: the one linear-interpolation quantile every figure uses.
 * ``mcnemar``: the exact McNemar test for paired pass/fail results.
 * ``wilcoxon``: the Wilcoxon signed-rank test for paired numbers (exact for
   small samples without ties, the normal approximation with tie and
   continuity corrections otherwise).
+* ``paired_test``: the right one of the two, or no p-value at all (and the
+  reason) when too few prompts, or too few that differ, make any test moot.
+
+Every function takes one value per prompt: ``compare`` folds the samples
+of a prompt into one value before calling them.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 Z95 = 1.959963984540054
-# Two-sided 95% critical values of Student's t for 1..30 degrees of freedom.
-_T95 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-)  # fmt: skip
+# Fewer prompts than this, or fewer that differ between the two sides, and a
+# paired test says nothing worth a p-value.
+MIN_PAIRS = 5
 _EXACT_WILCOXON_MAX_N = 25
 
 
@@ -41,20 +47,97 @@ class PairedTest:
     wins: int
     ties: int
     losses: int
-    p_value: float
+    p_value: float | None
     test: str
+    # Why there is no p-value (too few prompts, or too few that differ), else None.
+    untested: str | None = None
 
     @property
     def significant(self) -> bool:
-        """Whether the difference is unlikely to be noise (p < 0.05)."""
-        return self.p_value < 0.05
+        """Whether the difference is unlikely to be noise (p < 0.05); False without a test."""
+        return self.p_value is not None and self.p_value < 0.05
 
 
 def t_critical(df: int) -> float:
     """The two-sided 95% critical value of Student's t with ``df`` degrees of freedom."""
     if df <= 0:
         return math.inf
-    return _T95[df - 1] if df <= len(_T95) else Z95
+    return t_quantile(0.975, df)
+
+
+def incomplete_beta(x: float, a: float, b: float) -> float:
+    """The regularized incomplete beta function I_x(a, b), for 0 <= x <= 1."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+        + a * math.log(x) + b * math.log1p(-x)
+    )  # fmt: skip
+    # The continued fraction converges fast only below the mean; use the symmetry above it.
+    if x > (a + 1.0) / (a + b + 2.0):
+        return 1.0 - math.exp(log_front) * _beta_fraction(1.0 - x, b, a) / b
+    return math.exp(log_front) * _beta_fraction(x, a, b) / a
+
+
+def _beta_fraction(x: float, a: float, b: float) -> float:
+    """The continued fraction of I_x(a, b), evaluated by the modified Lentz method."""
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    result = d
+    for m in range(1, 500):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            result *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return result
+
+
+def t_cdf(t: float, df: float) -> float:
+    """P(T <= t) for Student's t with ``df`` degrees of freedom."""
+    tail = 0.5 * incomplete_beta(df / (df + t * t), df / 2.0, 0.5)
+    return 1.0 - tail if t >= 0 else tail
+
+
+def t_quantile(p: float, df: float) -> float:
+    """The ``p`` quantile of Student's t with ``df`` > 0 degrees of freedom, by bisection."""
+    if not 0.0 < p < 1.0 or df <= 0:
+        raise ValueError(f"t_quantile needs 0 < p < 1 and df > 0, got p={p}, df={df}")
+    if p < 0.5:
+        return -t_quantile(1.0 - p, df)
+    low, high = 0.0, 1.0
+    while t_cdf(high, df) < p:
+        low, high = high, high * 2.0
+    for _ in range(200):
+        middle = (low + high) / 2.0
+        if t_cdf(middle, df) < p:
+            low = middle
+        else:
+            high = middle
+        if high - low < 1e-12 * max(1.0, high):
+            break
+    return (low + high) / 2.0
+
+
+def quantile(values: Sequence[float | None], q: float) -> float | None:
+    """The ``q`` quantile of the values, nulls and NaNs left out, interpolating linearly
+    between the two nearest (numpy's and Polars' "linear"); None when no value is left."""
+    ordered = sorted(v for v in values if v is not None and not math.isnan(v))
+    if not ordered:
+        return None
+    position = q * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def is_binary(values: Sequence[float]) -> bool:
@@ -162,7 +245,18 @@ def _wilcoxon_exact(w_plus: float, n: int) -> float:
 
 
 def paired_test(a: Sequence[float], b: Sequence[float]) -> PairedTest:
-    """McNemar for pass/fail scores, Wilcoxon for numeric ones."""
-    if is_binary(a) and is_binary(b):
-        return mcnemar(a, b)
-    return wilcoxon(a, b)
+    """McNemar for pass/fail scores, Wilcoxon for numeric ones, one value per prompt.
+
+    With fewer than ``MIN_PAIRS`` prompts, or fewer than that many on which
+    the two sides differ, the result has no p-value and says why instead.
+    """
+    test = mcnemar(a, b) if is_binary(a) and is_binary(b) else wilcoxon(a, b)
+    differing = test.wins + test.losses
+    if len(a) < MIN_PAIRS:
+        reason = f"too few prompts for a test ({len(a)} < {MIN_PAIRS})"
+    elif differing < MIN_PAIRS:
+        kind = "discordant prompts" if test.test == "mcnemar" else "prompts that differ"
+        reason = f"too few {kind} for a test ({differing} < {MIN_PAIRS})"
+    else:
+        return test
+    return replace(test, p_value=None, untested=reason)

