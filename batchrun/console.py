@@ -59,9 +59,27 @@ def show_report(report: RunReport) -> None:
         f"results in {report.output} ({report.state.rows:,} rows)",
         err=True,
     )
+    for judge in report.judge_lines():
+        click.echo(
+            f"{judge['judge']}: {judge['requests']:,} requests this run "
+            f"({judge['failed']:,} failed), cost {_money(judge['cost_usd'])}",
+            err=True,
+        )
+    click.echo(
+        f"cost {_money(report.cost_usd)}"
+        + (f" + judges {_money(report.judge_cost_usd)}" if report.judges else "")
+        + f"; {report.elapsed_s:,.1f} s",
+        err=True,
+    )
     closing = report.closing_line()
     if closing is not None:
         click.echo(closing, err=True)
+
+
+def _money(value: float | None) -> str:
+    from batchrun.display import money
+
+    return "unpriced" if value is None else money(value)
 
 
 def report_json(report: RunReport, manifest: str) -> str:
@@ -74,27 +92,34 @@ def report_json(report: RunReport, manifest: str) -> str:
         "sent": report.sent,
         "failed": report.failed,
         "exit_code": report.exit_code,
+        "elapsed_s": report.elapsed_s,
+        "cost_usd": report.cost_usd,
+        "judge_cost_usd": report.judge_cost_usd,
+        "total_cost_usd": report.total_cost_usd,
         "manifest": manifest,
         "models": report.models,
+        "judges": report.judge_lines(),
     }
     return json.dumps(payload, default=str, indent=2)
 
 
 def show_plan(prepared: Prepared) -> None:
-    """The plan of a checked job: requests, tokens, cost range, output."""
-    from batchrun.estimate import estimated_cost
+    """The plan of a checked job: requests (and those already done), tokens, cost, judges."""
+    from batchrun.estimate import estimated_cost, judge_estimates, pending_by_model
 
     plan = prepared.plan
     job = prepared.job
     samples = job.samples
+    todo = pending_by_model(prepared)
+    to_send = sum(todo.values())
     click.echo(f"job {job.name} ({prepared.loaded.path}): job file, data and templates check out")
     click.echo(
         f"plan: {plan.rows:,} rows x {len(plan.models)} models x {samples} samples = "
-        f"{plan.total:,} requests"
+        f"{plan.total:,} requests; {plan.total - to_send:,} already done, {to_send:,} to send"
     )
     click.echo(f"estimated input tokens: {plan.estimated_input_tokens():,}")
     uncapped = [m.name for m in plan.models if not m.max_output_tokens]
-    max_out = sum(m.max_output_tokens for m in plan.models) * plan.rows * samples
+    max_out = sum(m.max_output_tokens * todo.get(m.name, 0) for m in plan.models)
     if uncapped:
         click.echo(
             f"maximum output tokens: not capped for {', '.join(uncapped)} "
@@ -102,11 +127,21 @@ def show_plan(prepared: Prepared) -> None:
         )
     else:
         click.echo(f"maximum output tokens: {max_out:,}")
-    low, high = estimated_cost(prepared)
+    low, high = estimated_cost(prepared, todo)
     unpriced = prepared.prices.unpriced(job.models)
     if low is not None:
-        ceiling = "unbounded" if high is None else f"${high:,.4f}"
-        click.echo(f"estimated cost: ${low:,.4f} (input only) to {ceiling} (every output at max)")
+        click.echo(f"estimated cost: {_cost_range(low, high)}, for the {to_send:,} to send")
     if unpriced:
         click.echo(f"no price for: {', '.join(unpriced)} (add them under prices:)")
+    for judge in judge_estimates(prepared):
+        cost = "no price" if judge.low is None else _cost_range(judge.low, judge.high)
+        click.echo(
+            f"judge {judge.name} ({judge.model}): up to {judge.requests:,} requests, one per "
+            f"ok answer; {judge.judged:,} already judged; cost of the rest: {cost}"
+        )
     click.echo(f"output: {prepared.output}")
+
+
+def _cost_range(low: float, high: float | None) -> str:
+    ceiling = "unbounded" if high is None else f"${high:,.4f}"
+    return f"${low:,.4f} (input only) to {ceiling} (every output at max)"

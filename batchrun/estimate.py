@@ -1,24 +1,33 @@
 """What a job may cost before it is sent: from the plan and the price table.
 
 ``estimated_cost`` promises a range, from input tokens alone to every
-output running to its ``max_tokens``, over the models that have a price.
+output running to its ``max_tokens``, over the models that have a price;
+``judge_estimates`` the same for each judge score, and ``pending_by_model`` how many
+requests each model still has to send.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
 
 from batchrun.prepare import Prepared
 from batchrun.pricing import PER_TOKENS
 
 
-def estimated_cost(prepared: Prepared) -> tuple[float | None, float | None]:
-    """The job's cost if no output were written, and if every output ran to max_tokens.
+def estimated_cost(
+    prepared: Prepared, todo: dict[str, int] | None = None
+) -> tuple[float | None, float | None]:
+    """The cost of the requests to send if no output were written, and if all ran to max_tokens.
 
-    Models without a price are left out; None when no model has one, and the
-    upper bound is None when some priced model has no max_tokens.
+    ``todo`` gives the requests still to send per model (``pending_by_model``);
+    without it, every request of the plan counts. Models without a price are
+    left out; None when no model has one, and the upper bound is None when
+    some priced model has no max_tokens.
     """
     plan = prepared.plan
-    per_model_input = plan.estimated_input_tokens() / max(len(plan.models), 1)
-    requests_per_model = plan.rows * prepared.job.samples
+    per_request_input = plan.estimated_input_tokens() / max(plan.total, 1)
+    every = plan.rows * prepared.job.samples
     low = high = 0.0
     priced = uncapped = False
     for spec, model in zip(prepared.job.models, plan.models, strict=True):
@@ -27,11 +36,68 @@ def estimated_cost(prepared: Prepared) -> tuple[float | None, float | None]:
             continue
         priced = True
         uncapped = uncapped or not model.max_output_tokens
-        low += per_model_input * price.input / PER_TOKENS
+        requests = every if todo is None else todo.get(model.name, 0)
+        low += requests * per_request_input * price.input / PER_TOKENS
         high += (
-            per_model_input * price.input
-            + model.max_output_tokens * requests_per_model * price.output
+            requests * per_request_input * price.input
+            + model.max_output_tokens * requests * price.output
         ) / PER_TOKENS
     if not priced:
         return None, None
     return low, None if uncapped else high
+
+
+def pending_by_model(prepared: Prepared, shard: tuple[int, int] | None = None) -> dict[str, int]:
+    """Per model, how many of the plan's requests a plain run would send now."""
+    from batchrun.store import done_keys
+
+    skip = done_keys(prepared.output)
+    plan = prepared.plan
+    return {model.name: plan.count(skip=skip, shard=shard, models=[model]) for model in plan.models}
+
+
+@dataclass(frozen=True)
+class JudgeEstimate:
+    """What one judge score will ask: at most one request per main answer."""
+
+    name: str
+    model: str
+    requests: int  # one per main request (each could be ok)
+    judged: int  # answers already judged (in the judge's output)
+    low: float | None  # cost of the requests still to send, input only
+    high: float | None  # and with every judgement at max_tokens
+
+
+def judge_estimates(prepared: Prepared) -> list[JudgeEstimate]:
+    """Each judge score's requests and cost, from the main plan and the judge's output."""
+    from batchrun.config import ModelSpec
+    from batchrun.judge import JUDGE_PARAMS, judge_output
+
+    plan = prepared.plan
+    found = []
+    for spec in (s for s in prepared.job.scores if s.grader == "judge"):
+        assert spec.model is not None and spec.rubric is not None
+        output = judge_output(prepared.output, spec)
+        judged = _ok_rows(output)
+        todo = max(plan.total - judged, 0)
+        price = prepared.prices.price_of(ModelSpec(id=spec.model))
+        low = high = None
+        if price is not None:
+            # The rubric, the prompt and an answer of at most the main max_tokens.
+            answer = max((m.max_output_tokens for m in plan.models), default=0)
+            per_request = len(spec.rubric) / 4 + plan.estimated_input_tokens() / max(plan.total, 1)
+            tokens_in = todo * (per_request + answer)
+            low = tokens_in * price.input / PER_TOKENS
+            high = low + todo * int(JUDGE_PARAMS["max_tokens"]) * price.output / PER_TOKENS
+        found.append(JudgeEstimate(spec.name, spec.model, plan.total, judged, low, high))
+    return found
+
+
+def _ok_rows(path: Path) -> int:
+    if not path.exists():
+        return 0
+    import polars as pl
+
+    return int(
+        pl.scan_parquet(path).filter(pl.col("status") == "ok").select(pl.len()).collect().item()
+    )

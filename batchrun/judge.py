@@ -32,6 +32,8 @@ from batchrun.store import RESULT_SCHEMA
 from batchrun.templates import compile_prompt
 
 JUDGE_PARAMS = {"temperature": 0, "max_tokens": 300}
+JUDGE_REQUESTS_PART = "__judge_requests"
+JUDGE_COST_PART = "__judge_cost_usd"
 
 
 def judge_output(output: Path, spec: ScoreSpec) -> Path:
@@ -89,17 +91,46 @@ def check_rubric(spec: ScoreSpec, input_columns: list[str]) -> None:
 
 
 def judgement_table(path: Path, spec: ScoreSpec) -> pl.DataFrame:
-    """A judge's scores and reasons by the main output's request key, from its answers."""
-    answers = pl.read_parquet(path, columns=[PROMPT_ID, "status", "response"]).filter(
-        pl.col("status") == "ok"
-    )
+    """A judge's score, reason, requests and cost by the main output's request key.
+
+    The requests and cost columns (``__judge_requests``, ``__judge_cost_usd``)
+    are summed over every judge by the caller into ``judge_requests`` and
+    ``judge_cost_usd``.
+    """
+    answers = pl.read_parquet(path, columns=[PROMPT_ID, "status", "response", "cost_usd"])
+    answers = answers.unique(subset=PROMPT_ID, keep="last")
     low, high = spec.scale
-    parsed = [parse_judgement(text, low, high) for text in answers.get_column("response")]
+    ok = answers.get_column("status") == "ok"
+    parsed = [
+        parse_judgement(text, low, high) if good else (None, None)
+        for text, good in zip(answers.get_column("response"), ok, strict=True)
+    ]
     column = score_column(spec.name)
     return pl.DataFrame(
         {
             "request_key": answers.get_column(PROMPT_ID),
             column: pl.Series([p[0] for p in parsed], dtype=pl.Float64),
             f"{column}_reason": pl.Series([p[1] for p in parsed], dtype=pl.String),
+            JUDGE_REQUESTS_PART: pl.Series([1] * answers.height, dtype=pl.Int64),
+            JUDGE_COST_PART: answers.get_column("cost_usd").cast(pl.Float64),
         }
-    ).unique(subset="request_key", keep="last")
+    )
+
+
+def total_judging(frame: pl.DataFrame, parts: int) -> pl.DataFrame:
+    """``frame`` with ``judge_requests`` and ``judge_cost_usd`` summed over ``parts`` judges.
+
+    The per-judge columns were joined as ``__judge_requests_<i>`` and
+    ``__judge_cost_usd_<i>``; they are dropped. The cost stays null where no
+    judge priced the row.
+    """
+    requests = [f"{JUDGE_REQUESTS_PART}_{i}" for i in range(parts)]
+    costs = [f"{JUDGE_COST_PART}_{i}" for i in range(parts)]
+    return frame.with_columns(
+        pl.sum_horizontal(requests).cast(pl.Int64).alias("judge_requests"),
+        pl.when(pl.any_horizontal(pl.col(c).is_not_null() for c in costs))
+        .then(pl.sum_horizontal(costs))
+        .otherwise(None)
+        .cast(pl.Float64)
+        .alias("judge_cost_usd"),
+    ).drop(requests + costs)

@@ -48,6 +48,9 @@ def describe_run(report: RunReport) -> dict[str, Any]:
         "prompt_tokens": _total(models, "prompt_tokens"),
         "completion_tokens": _total(models, "completion_tokens"),
         "cost_usd": _total(models, "cost_usd"),
+        "judges": report.judge_lines(),
+        "judge_cost_usd": report.judge_cost_usd,
+        "total_cost_usd": report.total_cost_usd,
         "rows_in_output": report.state.rows,
         "output_state": {
             "rows": report.state.rows,

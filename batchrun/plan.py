@@ -93,12 +93,16 @@ class Plan:
         return int(self._tokens.sum()) * len(self.models) * self.job.samples
 
     def count(
-        self, skip: Container[str] = frozenset(), shard: tuple[int, int] | None = None
+        self,
+        skip: Container[str] = frozenset(),
+        shard: tuple[int, int] | None = None,
+        models: list[PlannedModel] | None = None,
     ) -> int:
-        """How many requests ``requests`` would yield with the same ``skip`` and ``shard``."""
+        """How many requests ``requests`` would yield with the same arguments."""
         if not skip and shard is None:
-            return self.total
-        return sum(1 for _ in self.requests(skip=skip, shard=shard))
+            chosen = len(self.models if models is None else models)
+            return self.rows * chosen * self.job.samples
+        return sum(1 for _ in self.requests(skip=skip, shard=shard, models=models))
 
     def requests(
         self,

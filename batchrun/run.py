@@ -103,6 +103,7 @@ class Run:
         self.budget_reached: str | None = None
         self.spent_usd = 0.0
         self.pending = 0
+        self.todo: dict[str, int] = {}
         self._price_of = {m.name: prepared.prices.price_of(m) for m in job.models}
         self.paces: dict[str, float | None] = {}
         self._runner: Runner | None = None
@@ -172,7 +173,10 @@ class Run:
         plan = self.prepared.plan
         skip = done_keys(self.output, retry_errors=self.options.retry_errors)
         shard = self.options.shard
-        self.pending = plan.count(skip=skip, shard=shard)
+        self.todo = {
+            model.name: plan.count(skip=skip, shard=shard, models=[model]) for model in plan.models
+        }
+        self.pending = sum(self.todo.values())
         sources = {
             model.name: plan.requests(skip=skip, shard=shard, models=[model])
             for model in plan.models
@@ -212,7 +216,8 @@ class Run:
             # balance before calling upstream, so a probe still out after a few list
             # round trips is being answered: nobody need wait for it.
             limiter.trust(max(PROBE_GRACE_MIN_S, PROBE_GRACE_FACTOR * round_trip))
-        await report_balance(client, estimated_cost(self.prepared)[1], self.ui.notify)
+        todo = dict(self.todo)
+        await report_balance(client, estimated_cost(self.prepared, todo)[1], self.ui.notify)
 
     async def _run(self, runner: Runner, sources: dict[str, Iterator[Request]]) -> RunOutcome:
         from batchrun.signals import run_until_signalled
@@ -332,7 +337,7 @@ def _finisher(
     if not graded and not judged and not dropped:
         return None
     gone = pl.Series(sorted(dropped), dtype=pl.String)
-    from batchrun.judge import judgement_table
+    from batchrun.judge import judgement_table, total_judging
     from batchrun.scoring import apply_scores
 
     found = judged or {}
@@ -347,11 +352,14 @@ def _finisher(
             batch = batch.filter(~pl.col("request_key").is_in(gone.implode()))
         if graded:
             batch = apply_scores(batch, graded)
-        for table in tables:
+        for index, table in enumerate(tables):
+            table = table.rename(
+                {c: f"{c}_{index}" for c in table.columns if c.startswith("__judge")}
+            )
             batch = batch.drop(
                 [c for c in table.columns if c != "request_key" and c in batch.columns]
             ).join(table, on="request_key", how="left")
-        return batch
+        return total_judging(batch, len(tables)) if tables else batch
 
     return finish
 

@@ -100,6 +100,42 @@ class RunReport:
         return self.sent - self.by_status.get("ok", 0)
 
     @property
+    def cost_usd(self) -> float | None:
+        """What this run's answers cost (priced models only); None if none was priced."""
+        costs = [row["cost_usd"] for row in self.models if row.get("cost_usd") is not None]
+        return sum(costs) if costs else None
+
+    @property
+    def judge_cost_usd(self) -> float | None:
+        """What the judges' answers cost this run; None if no judge was priced."""
+        costs = [judge.cost_usd for judge in self.judges if judge.cost_usd is not None]
+        return sum(costs) if costs else None
+
+    @property
+    def total_cost_usd(self) -> float | None:
+        """The run's and the judges' cost together."""
+        parts = [c for c in (self.cost_usd, self.judge_cost_usd) if c is not None]
+        return sum(parts) if parts else None
+
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds from the first request to the last answer of the run."""
+        return max(self.finished - self.started, 0.0)
+
+    def judge_lines(self) -> list[dict[str, Any]]:
+        """Per judge: its name, requests this run, failures and cost."""
+        return [
+            {
+                "judge": judge.job_name,
+                "requests": judge.sent,
+                "failed": judge.failed,
+                "cost_usd": judge.cost_usd,
+                "rows": judge.state.rows,
+            }
+            for judge in self.judges
+        ]
+
+    @property
     def exit_code(self) -> int:
         """0 done; 1 failures above the tolerance, a write failure or the budget; 3; 130; 143."""
         if self.ending is Ending.REFUSED:

@@ -66,8 +66,8 @@ RESULT_SCHEMA: dict[str, pl.DataType] = {
 _TIME_COLUMNS = ("started_at", "finished_at")
 # Carried columns from the prompt set that would clash with a result column get this prefix.
 INPUT_PREFIX = "input_"
-# Score columns (``score_<name>``, ``score_<name>_reason``) come last in the output.
-SCORE_PREFIX = "score_"
+# Score and judging columns (``score_<name>``, ``judge_cost_usd``) come last in the output.
+SCORE_PREFIX = ("score_", "judge_")
 # A failed row of these types is final: a plain rerun does not send it again.
 PERMANENT_ERRORS = frozenset({"bad_request"})
 
@@ -437,7 +437,7 @@ def _column_order(columns: list[str]) -> list[str]:
     result_tail = [c for c in RESULT_SCHEMA if c not in head]
     extra = [c for c in dict.fromkeys(columns) if c not in RESULT_SCHEMA and not c.startswith("__")]
     carried = [c for c in extra if not c.startswith(SCORE_PREFIX)]
-    scores = [c for c in extra if c.startswith(SCORE_PREFIX)]
+    scores = sorted(c for c in extra if c.startswith(SCORE_PREFIX))  # the same every run
     return [*head, *carried, *result_tail, *scores]
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
+import pytest
 from conftest import invoke, job_dict, make_prompts, write_job
 
 from batchrun.gateway import GatewayThread
@@ -109,3 +110,44 @@ def test_finding_10_hint_names_what_resends_the_failures(
     assert "a plain rerun sends the 6 transient failures again" in result.stderr
     assert "--retry-errors" not in result.stderr
     assert " 1 requests" not in result.stderr
+
+
+RUBRIC = 'Question: {{ question }}\nAnswer: {{ response }}\nReply with JSON: {"score": 1-10}'
+
+
+def test_finding_5_judge_cost_in_summary_manifest_plan_and_compare(
+    gateway: GatewayThread,
+) -> None:
+    """The judge's requests and cost show in the plan, summary, JSON, manifest and compare."""
+    judge = {"name": "quality", "grader": "judge", "model": "judge-model", "rubric": RUBRIC}
+    prices = {
+        "model-a": {"input": 1.0, "output": 2.0},
+        "b": {"input": 1.0, "output": 2.0},
+        "judge-model": {"input": 10.0, "output": 20.0},
+    }
+    write_job(Path("job.yaml"), job_dict(gateway.url, scores=[judge], prices=prices))
+    plan = invoke("run", "job.yaml", "--dry-run")
+    assert "judge quality (judge-model): up to 12 requests" in plan.stdout
+    assert "0 already judged" in plan.stdout
+    result = invoke("run", "job.yaml", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    judges = read("out/results.judge-quality.parquet")
+    judge_cost = judges["cost_usd"].sum()
+    assert judge_cost > 0
+    assert summary["judge_cost_usd"] == pytest.approx(judge_cost)
+    assert summary["judges"][0]["requests"] == 12
+    assert summary["total_cost_usd"] == pytest.approx(summary["cost_usd"] + judge_cost)
+    manifest = json.loads(Path("out/results.parquet.manifest.json").read_text())
+    assert manifest["latest"]["judge_cost_usd"] == pytest.approx(judge_cost)
+    frame = read()
+    assert frame["judge_cost_usd"].sum() == pytest.approx(judge_cost)
+    assert frame["judge_requests"].to_list() == [1] * 12
+    text = invoke("run", "job.yaml")
+    assert "judge quality" not in text.stderr or "0 requests this run" in text.stderr
+    again = invoke("run", "job.yaml", "--dry-run")
+    assert "12 already done, 0 to send" in again.stdout
+    assert "12 already judged" in again.stdout
+    compared = invoke("compare", "out/results.parquet", "--format", "json")
+    assert compared.exit_code == 0
+    assert "judge_cost_usd" in compared.stdout
