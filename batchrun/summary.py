@@ -11,6 +11,7 @@ from array import array
 from collections.abc import Sequence
 from typing import Any
 
+from batchrun.stats import quantile
 from batchrun.store import Result
 
 
@@ -73,7 +74,7 @@ class RunTally:
         rows = []
         for model in sorted(self.models):
             tally = self.models[model]
-            ordered = sorted(tally.latencies)
+            latencies = tally.latencies.tolist()
             rows.append(
                 {
                     "model": model,
@@ -82,24 +83,14 @@ class RunTally:
                     "failed": tally.requests - tally.ok,
                     "prompt_tokens": tally.prompt_tokens,
                     "completion_tokens": tally.completion_tokens,
-                    "latency_p50_s": quantile(ordered, 0.5),
-                    "latency_p95_s": quantile(ordered, 0.95),
+                    "latency_p50_s": quantile(latencies, 0.5),
+                    "latency_p95_s": quantile(latencies, 0.95),
                     "cost_usd": tally.cost_usd if tally.unpriced < tally.requests else None,
                     "rate_per_s": tally.rate_per_s(),
                     "unpriced": tally.unpriced,
                 }
             )
         return rows
-
-
-def quantile(ordered: Sequence[float], q: float) -> float | None:
-    """The ``q`` quantile of sorted values, interpolating linearly (None when empty)."""
-    if not ordered:
-        return None
-    position = q * (len(ordered) - 1)
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
