@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Protocol
 
 import polars as pl
 
-from batchrun.config import Job, LoadedJob, ScoreSpec
+from batchrun.config import Job, LoadedJob
 from batchrun.endpoint import open_client
 from batchrun.errors import JobError
+from batchrun.finishing import output_finisher
 from batchrun.limits import Limiter, ScopeLimits
 from batchrun.lock import RunLock
 from batchrun.manifest import write_manifest
@@ -259,7 +260,7 @@ class Run:
         dropped: set[str] = set()
         try:
             dropped = set_aside_superseded(self.output, plan)
-            compact(self.output, plan.prompts, _finisher(job.scores, judged, dropped))
+            compact(self.output, plan.prompts, output_finisher(job.scores, judged, dropped))
             record_fingerprint(self.output, plan)
             state = OutputState(*failure_counts(self.output))
         except OSError as exc:
@@ -327,41 +328,6 @@ def _retry_policy(job: Job) -> RetryPolicy:
         base_delay_s=limits.backoff_base_s,
         max_delay_s=max(limits.backoff_max_s, limits.backoff_base_s),
     )
-
-
-def _finisher(
-    scores: list[ScoreSpec], judged: dict[str, Path] | None, dropped: set[str]
-) -> Callable[[pl.DataFrame], pl.DataFrame] | None:
-    """What compaction does to each batch: drop superseded rows, score, join judge scores."""
-    graded = [spec for spec in scores if spec.grader != "judge"]
-    if not graded and not judged and not dropped:
-        return None
-    gone = pl.Series(sorted(dropped), dtype=pl.String)
-    from batchrun.judge import judgement_table, total_judging
-    from batchrun.scoring import apply_scores
-
-    found = judged or {}
-    tables = [
-        judgement_table(found[spec.name], spec)
-        for spec in scores
-        if spec.grader == "judge" and spec.name in found
-    ]
-
-    def finish(batch: pl.DataFrame) -> pl.DataFrame:
-        if len(gone):
-            batch = batch.filter(~pl.col("request_key").is_in(gone.implode()))
-        if graded:
-            batch = apply_scores(batch, graded)
-        for index, table in enumerate(tables):
-            table = table.rename(
-                {c: f"{c}_{index}" for c in table.columns if c.startswith("__judge")}
-            )
-            batch = batch.drop(
-                [c for c in table.columns if c != "request_key" and c in batch.columns]
-            ).join(table, on="request_key", how="left")
-        return total_judging(batch, len(tables)) if tables else batch
-
-    return finish
 
 
 async def execute(prepared: Prepared, options: RunOptions, ui: Ui) -> RunReport:
