@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import click
 
@@ -25,6 +25,11 @@ from batchrun.errors import (
     JobError,
 )
 from batchrun.run_report import MaxFailures
+
+if TYPE_CHECKING:
+    from batchrun.console import Console
+    from batchrun.run import RunOptions
+    from batchrun.run_report import RunReport
 
 T = TypeVar("T")
 
@@ -117,45 +122,66 @@ def run(
     debug: bool,
 ) -> None:
     """Run JOB: send every request not yet done and write the results to Parquet."""
-    from batchrun.console import Console, report_json, show_plan, show_report
-    from batchrun.loop import run_async
-    from batchrun.manifest import manifest_path
-    from batchrun.prepare import prepare
-    from batchrun.run import RunOptions, execute
+    from batchrun.console import Console
+    from batchrun.run import RunOptions
 
-    tolerance = MaxFailures.parse(max_failures)
-    if tolerance is None:
-        raise Failure(
-            f"--max-failures: {max_failures!r} is neither a count (5) nor a percentage (2%)",
-            EXIT_USAGE,
-        )
-    slice_ = _parse_shard(shard)
-    prepared = guard(debug, lambda: prepare(job, shard=slice_))
-    if dry_run:
-        show_plan(prepared)
-        return
-    options = RunOptions(
-        retry_errors=retry_errors,
-        shard=slice_,
-        fresh=fresh,
-        grace_s=grace,
-        model_check=not no_model_check,
-        max_failures=tolerance,
-    )
     console = Console(quiet=quiet)
     try:
-        report = guard(debug, lambda: run_async(execute(prepared, options, console)))
-    except KeyboardInterrupt:
-        click.echo("batchrun: interrupted; finished results are saved", err=True)
-        sys.exit(EXIT_SIGINT)
+        tolerance = MaxFailures.parse(max_failures)
+        if tolerance is None:
+            raise Failure(
+                f"--max-failures: {max_failures!r} is neither a count (5) nor a percentage (2%)",
+                EXIT_USAGE,
+            )
+        slice_ = _parse_shard(shard)
+        options = RunOptions(
+            retry_errors=retry_errors,
+            shard=slice_,
+            fresh=fresh,
+            grace_s=grace,
+            model_check=not no_model_check,
+            max_failures=tolerance,
+        )
+        report = _run_job(job, options, console, dry_run=dry_run, debug=debug)
+    except Failure as failure:
+        if as_json:  # a script parsing stdout gets one JSON object whatever happens
+            click.echo(json.dumps({"exit_code": failure.code, "error": failure.message}))
+        raise
+    if report is None:
+        return
     if as_json:
+        from batchrun.console import report_json
+        from batchrun.manifest import manifest_path
+
         click.echo(report_json(report, str(manifest_path(report.output))))
         closing = report.closing_line()
         if closing is not None:
-            click.echo(closing, err=True)
+            console.line(closing)
     else:
-        show_report(report)
+        from batchrun.console import show_report
+
+        show_report(report, console)
     sys.exit(report.exit_code)
+
+
+def _run_job(
+    job: str, options: RunOptions, console: Console, *, dry_run: bool, debug: bool
+) -> RunReport | None:
+    """Check the job, then run it (or, with ``dry_run``, show its plan and return None)."""
+    from batchrun.console import show_plan
+    from batchrun.loop import run_async
+    from batchrun.prepare import prepare
+    from batchrun.run import execute
+
+    prepared = guard(debug, lambda: prepare(job, shard=options.shard))
+    if dry_run:
+        show_plan(prepared)
+        return None
+    try:
+        return guard(debug, lambda: run_async(execute(prepared, options, console)))
+    except KeyboardInterrupt:
+        console.line("batchrun: interrupted; finished results are saved")
+        sys.exit(EXIT_SIGINT)
 
 
 def _parse_shard(value: str | None) -> tuple[int, int] | None:

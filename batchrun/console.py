@@ -8,13 +8,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import sys
+from datetime import UTC, datetime
+from typing import Any, TextIO
 
 import click
 
 from batchrun.prepare import Prepared
-from batchrun.progress import Progress, make_progress
-from batchrun.run_report import RunReport
+from batchrun.progress import BarProgress, LineProgress, Progress, QuietProgress
+from batchrun.run_report import Ending, RunReport
 from batchrun.summary import format_table
 
 SUMMARY_COLUMNS = [
@@ -32,48 +34,117 @@ SUMMARY_COLUMNS = [
 
 
 class Console:
-    """Messages and progress on stderr; nothing when ``quiet`` but the messages."""
+    """The one channel for what a person reads, on stderr.
 
-    def __init__(self, *, quiet: bool) -> None:
+    On a terminal, messages print above a live bar. Elsewhere (cron, logs)
+    every line starts with the UTC time (ISO 8601) and the run id, so the
+    runs in one log can be told apart.
+    """
+
+    def __init__(self, *, quiet: bool, stream: TextIO | None = None) -> None:
         self.quiet = quiet
+        self.stream = stream or sys.stderr
+        self.terminal = self.stream.isatty()
+        self.run_id: str | None = None
+        self._bar: BarProgress | None = None
+
+    def line(self, text: str) -> None:
+        """Print one line: above the bar if one is live, stamped when not on a terminal."""
+        if self._bar is not None:
+            self._bar.write(text)
+            return
+        if not self.terminal:
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            text = f"{stamp} {self.run_id} {text}" if self.run_id else f"{stamp} {text}"
+        self.stream.write(text + "\n")
+        self.stream.flush()
 
     def notify(self, message: str) -> None:
-        """One line on stderr, prefixed ``batchrun:``."""
-        click.echo(f"batchrun: {message}", err=True)
+        """One message, prefixed ``batchrun:``."""
+        self.line(f"batchrun: {message}")
+
+    def begin(self, run_id: str, description: str) -> None:
+        """A run starts: its id stamps every later line; off a terminal, say so."""
+        self.run_id = run_id
+        if not self.terminal:
+            self.line(f"batchrun: run {run_id} started: {description}")
 
     def progress(self, total: int, label: str) -> Progress:
-        """A bar on a terminal, periodic lines otherwise."""
-        return make_progress(total, quiet=self.quiet, label=label)
+        """A bar on a terminal, periodic lines otherwise; nothing when there is nothing to do."""
+        if self.quiet or total == 0:
+            return QuietProgress()
+        if self.terminal:
+            bar = _ClosingBar(total, self.stream, label, self)
+            self._bar = bar
+            return bar
+        return LineProgress(total, self.line, label=label)
 
 
-def show_report(report: RunReport) -> None:
-    """The summary table on stdout, then the counts and the closing line on stderr."""
+class _ClosingBar(BarProgress):
+    """A bar that tells its console when it is gone, so lines print plainly again."""
+
+    def __init__(self, total: int, stream: TextIO, label: str, console: Console) -> None:
+        super().__init__(total, stream, label)
+        self._console = console
+
+    def close(self) -> None:
+        """Finish the bar and hand the terminal back to plain lines."""
+        super().close()
+        self._console._bar = None
+
+
+def show_report(report: RunReport, console: Console) -> None:
+    """The summary table on stdout; counts, errors, cost and the exit on stderr."""
+    if report.sent == 0 and report.ending is Ending.FINISHED and not report.errors:
+        console.line(
+            f"batchrun: nothing to send: {report.skipped:,} already done; results in "
+            f"{report.output} ({report.state.rows:,} rows); exit {report.exit_code} "
+            f"({report.exit_reason})"
+        )
+        closing = report.closing_line()
+        if closing is not None:
+            console.line(closing)
+        return
     if report.models:
         click.echo(format_table(report.models, SUMMARY_COLUMNS))
     for row in report.models:
         if row.get("stopped"):
-            click.echo(f"model {row['model']} was stopped: {row['stopped']}", err=True)
-    click.echo(
+            console.line(f"model {row['model']} was stopped: {row['stopped']}")
+    console.line(
         f"{report.sent:,} requests this run ({report.failed:,} failed), "
         f"{report.skipped:,} already done; "
-        f"results in {report.output} ({report.state.rows:,} rows)",
-        err=True,
+        f"results in {report.output} ({report.state.rows:,} rows)"
     )
-    for judge in report.judge_lines():
-        click.echo(
-            f"{judge['judge']}: {judge['requests']:,} requests this run "
-            f"({judge['failed']:,} failed), cost {_money(judge['cost_usd'])}",
-            err=True,
+    for kind, error in sorted(report.errors.items(), key=lambda item: -item[1]["count"]):
+        console.line(
+            f"  {error['count']:,} x {kind} (e.g. {error['model']}: {_excerpt(error['example'])})"
         )
-    click.echo(
+    for model, scores in report.scores.items():
+        means = ", ".join(
+            f"{name} {score['mean']:.3g} (n {score['n']:,})"
+            for name, score in scores.items()
+            if score["mean"] is not None
+        )
+        if means:
+            console.line(f"scores of {model}: {means}")
+    for judge in report.judge_lines():
+        console.line(
+            f"{judge['judge']}: {judge['requests']:,} requests this run "
+            f"({judge['failed']:,} failed), cost {_money(judge['cost_usd'])}"
+        )
+    console.line(
         f"cost {_money(report.cost_usd)}"
         + (f" + judges {_money(report.judge_cost_usd)}" if report.judges else "")
-        + f"; {report.elapsed_s:,.1f} s",
-        err=True,
+        + f"; {report.elapsed_s:,.1f} s; exit {report.exit_code} ({report.exit_reason})"
     )
     closing = report.closing_line()
     if closing is not None:
-        click.echo(closing, err=True)
+        console.line(closing)
+
+
+def _excerpt(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _money(value: float | None) -> str:
@@ -99,6 +170,9 @@ def report_json(report: RunReport, manifest: str) -> str:
         "manifest": manifest,
         "models": report.models,
         "judges": report.judge_lines(),
+        "errors": report.errors,
+        "scores": report.scores,
+        "exit_reason": report.exit_reason,
     }
     return json.dumps(payload, default=str, indent=2)
 

@@ -48,3 +48,31 @@ def output_finisher(
         return total_judging(batch, len(tables)) if tables else batch
 
     return finish
+
+
+def score_means(output: Path) -> dict[str, dict[str, dict[str, float | int | None]]]:
+    """Per model, the mean and count of every score column of ``output`` (nulls left out)."""
+    columns = [
+        name
+        for name, dtype in pl.read_parquet_schema(output).items()
+        if name.startswith("score_") and dtype.is_numeric()
+    ]
+    if not columns:
+        return {}
+    frame = (
+        pl.scan_parquet(output)
+        .group_by("model")
+        .agg(
+            *(pl.col(c).mean().alias(f"{c}\x00mean") for c in columns),
+            *(pl.col(c).count().alias(f"{c}\x00n") for c in columns),
+        )
+        .sort("model")
+        .collect()
+    )
+    return {
+        row["model"]: {
+            c.removeprefix("score_"): {"mean": row[f"{c}\x00mean"], "n": row[f"{c}\x00n"]}
+            for c in columns
+        }
+        for row in frame.iter_rows(named=True)
+    }

@@ -1,13 +1,16 @@
 """Showing progress: a tqdm bar on a terminal, a plain line every few seconds otherwise.
 
-``make_progress`` promises an object with ``update(result)`` and ``close()``
-that never writes to stdout (stdout is kept for ``--json`` and tables).
+``Progress`` receives every finished result. ``BarProgress`` is a labelled
+tqdm bar that can print a message above itself; ``LineProgress`` hands a
+line to its ``emit`` every ``interval`` seconds (the console stamps it with
+the time and the run id). Neither writes to stdout, which is kept for
+``--json`` and tables.
 """
 
 from __future__ import annotations
 
-import sys
 import time
+from collections.abc import Callable
 from typing import Protocol, TextIO
 
 from batchrun.store import Result
@@ -46,20 +49,24 @@ class QuietProgress:
 
 
 class LineProgress:
-    """One line every ``interval`` seconds on ``stream`` (for cron and logs)."""
+    """One line every ``interval`` seconds, handed to ``emit`` (for cron and logs)."""
 
     def __init__(
-        self, total: int, stream: TextIO, interval: float = 5.0, label: str = "run"
+        self,
+        total: int,
+        emit: Callable[[str], None],
+        interval: float = 5.0,
+        label: str = "run",
     ) -> None:
         self.total = total
-        self.label = label
-        self.stream = stream
+        self.emit = emit
         self.interval = interval
+        self.label = label
         self.counts = _Counts()
         self._last = time.monotonic()
 
     def update(self, result: Result) -> None:
-        """Count the result; print a line if the interval has passed."""
+        """Count the result; emit a line if the interval has passed."""
         self.counts.add(result)
         now = time.monotonic()
         if now - self._last >= self.interval:
@@ -69,24 +76,24 @@ class LineProgress:
     def _print(self, now: float) -> None:
         c = self.counts
         rate = c.done / max(now - c.started, 1e-9)
-        self.stream.write(
-            f"{self.label} progress: {c.done}/{self.total} done, {rate:.1f} req/s, "
-            f"{c.errors} errors, {c.tokens:,} tokens\n"
+        self.emit(
+            f"{self.label} progress: {c.done:,}/{self.total:,} done, {rate:,.1f} req/s, "
+            f"{c.errors:,} errors, {c.tokens:,} tokens"
         )
-        self.stream.flush()
 
     def close(self) -> None:
-        """Print a last line."""
+        """Emit a last line."""
         self._print(time.monotonic())
 
 
 class BarProgress:
-    """A tqdm bar with error and token counts (for a terminal)."""
+    """A labelled tqdm bar with error and token counts (for a terminal)."""
 
     def __init__(self, total: int, stream: TextIO, label: str = "run") -> None:
         from tqdm import tqdm
 
         self.counts = _Counts()
+        self.stream = stream
         self._bar = tqdm(
             total=total,
             file=stream,
@@ -106,6 +113,10 @@ class BarProgress:
         if now - self._last >= 0.2:
             self._flush(now)
 
+    def write(self, line: str) -> None:
+        """Print ``line`` above the bar, which is drawn again below it."""
+        self._bar.write(line, file=self.stream)
+
     def _flush(self, now: float) -> None:
         self._last = now
         self._bar.set_postfix(
@@ -118,15 +129,3 @@ class BarProgress:
         """Finish the bar."""
         self._flush(time.monotonic())
         self._bar.close()
-
-
-def make_progress(
-    total: int, *, quiet: bool, stream: TextIO | None = None, label: str = "run"
-) -> Progress:
-    """A bar on a terminal, periodic lines otherwise, nothing when quiet; named ``label``."""
-    out = stream or sys.stderr
-    if quiet:
-        return QuietProgress()
-    if out.isatty():
-        return BarProgress(total, out, label)
-    return LineProgress(total, out, label=label)

@@ -24,7 +24,7 @@ import polars as pl
 from batchrun.config import Job, LoadedJob
 from batchrun.endpoint import open_client
 from batchrun.errors import JobError
-from batchrun.finishing import output_finisher
+from batchrun.finishing import output_finisher, score_means
 from batchrun.limits import Limiter, ScopeLimits
 from batchrun.lock import RunLock
 from batchrun.manifest import write_manifest
@@ -64,6 +64,9 @@ class Ui(Protocol):
 
     def progress(self, total: int, label: str) -> Progress:
         """A progress display for ``total`` requests of the phase ``label``."""
+
+    def begin(self, run_id: str, description: str) -> None:
+        """A run with this id starts."""
 
 
 @dataclass
@@ -105,6 +108,7 @@ class Run:
         self.spent_usd = 0.0
         self.pending = 0
         self.todo: dict[str, int] = {}
+        self.shard_total = prepared.plan.total
         self._price_of = {m.name: prepared.prices.price_of(m) for m in job.models}
         self.paces: dict[str, float | None] = {}
         self._runner: Runner | None = None
@@ -178,12 +182,13 @@ class Run:
             model.name: plan.count(skip=skip, shard=shard, models=[model]) for model in plan.models
         }
         self.pending = sum(self.todo.values())
+        self.shard_total = plan.count(shard=shard) if shard is not None else plan.total
         sources = {
             model.name: plan.requests(skip=skip, shard=shard, models=[model])
             for model in plan.models
         }
         unpriced = self.prepared.prices.unpriced(job.models)
-        if unpriced:
+        if unpriced and self.pending:
             self.ui.notify(
                 f"warning: no price for {', '.join(unpriced)}: their cost_usd stays empty"
             )
@@ -277,7 +282,7 @@ class Run:
             job_sha256=self.prepared.loaded.sha256,
             output=self.output,
             planned=self.prepared.plan.total,
-            skipped=self.prepared.plan.total - self.pending,
+            skipped=self.shard_total - self.pending,
             started=self.outcome.started,
             finished=self.outcome.finished,
             ending=self.ending,
@@ -287,6 +292,11 @@ class Run:
             models=self._model_rows(),
             reason=self._reason(),
             signal=self.signals[0] if self.signals else None,
+            errors={
+                kind: {"count": e.count, "model": e.model, "example": e.example}
+                for kind, e in self.tally.errors.items()
+            },
+            scores=score_means(self.output) if state.rows else {},
         )
 
     def _reason(self) -> str | None:
@@ -338,6 +348,7 @@ async def execute(prepared: Prepared, options: RunOptions, ui: Ui) -> RunReport:
     is written once, at the end, whatever the ending.
     """
     run_id = new_run_id()
+    ui.begin(run_id, f"job {prepared.job.name} ({prepared.loaded.path}), output {prepared.output}")
     lock = RunLock(prepared.output)
     lock.acquire(run_id)
     if lock.taken_over:
@@ -394,10 +405,11 @@ async def _judge(run: Run, reports: list[RunReport], judged: dict[str, Path]) ->
         report = await execute(judge, options, _Labelled(run.ui, f"judge {spec.name}"))
         reports.append(report)
         judged[spec.name] = judge.output
-        run.ui.notify(
-            f"judge {spec.name} ({spec.model}): {report.sent} answers graded this run, "
-            f"{report.state.rows} in all"
-        )
+        if report.sent:
+            run.ui.notify(
+                f"judge {spec.name} ({spec.model}): {report.sent:,} answers graded this run, "
+                f"{report.state.rows:,} in all"
+            )
         if report.ending is Ending.INTERRUPTED:
             return
 
@@ -414,6 +426,9 @@ class _Labelled:
 
     def progress(self, total: int, label: str) -> Progress:
         return self.inner.progress(total, self.label)
+
+    def begin(self, run_id: str, description: str) -> None:
+        """A judge's run keeps the main run's id in the log."""
 
 
 def set_aside(output: Path, prompts: pl.DataFrame) -> Path | None:

@@ -88,6 +88,10 @@ class RunReport:
     reason: str | None = None
     signal: int | None = None
     judges: list[RunReport] = field(default_factory=list)
+    # Failures of this run by error type: {"count", "model", "example"}.
+    errors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Per model, per score column of the output: {"mean", "n"}.
+    scores: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def sent(self) -> int:
@@ -158,6 +162,15 @@ class RunReport:
         if self.ending in (Ending.STORAGE, Ending.BUDGET):
             return self.reason
         return None
+
+    @property
+    def exit_reason(self) -> str:
+        """Why the exit code is what it is, in a few words."""
+        if self.ending is not Ending.FINISHED:
+            return self.stopped or self.ending.value
+        if self.exit_code == EXIT_FAILURES:
+            return f"{self.state.failed:,} of {self.state.rows:,} rows failed"
+        return "done"
 
     def closing_line(self) -> str | None:
         """The last line for the user (on stderr): the error or the hint, if any."""

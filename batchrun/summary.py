@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from batchrun.stats import quantile
@@ -54,12 +55,22 @@ class ModelTally:
         return self.requests / busy
 
 
+@dataclass
+class ErrorTally:
+    """Failures of one type in a run: how many, and the first one's model and message."""
+
+    count: int
+    model: str
+    example: str
+
+
 class RunTally:
     """Per-model figures of a run, kept as results arrive (no re-reading of the output)."""
 
     def __init__(self) -> None:
         self.models: dict[str, ModelTally] = {}
         self.by_status: dict[str, int] = {}
+        self.errors: dict[str, ErrorTally] = {}
 
     def add(self, result: Result) -> None:
         """Count one result."""
@@ -68,6 +79,13 @@ class RunTally:
             tally = self.models[result.model] = ModelTally()
         tally.add(result)
         self.by_status[result.status] = self.by_status.get(result.status, 0) + 1
+        if result.status != "ok":
+            kind = result.error_type or "error"
+            found = self.errors.get(kind)
+            if found is None:
+                self.errors[kind] = ErrorTally(1, result.model, result.error_message or "")
+            else:
+                found.count += 1
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per model, by name: counts, tokens, latency p50/p95, cost, own req/s."""
