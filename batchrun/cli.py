@@ -343,9 +343,15 @@ def schema() -> None:
 
 
 def _register_gateway_commands() -> None:
-    from batchrun import cli_gateway
+    from batchrun import cli_gateway, cli_results
 
-    for command in (cli_gateway.models, cli_gateway.balance, cli_gateway.gateway):
+    for command in (
+        cli_gateway.models,
+        cli_gateway.balance,
+        cli_gateway.gateway,
+        cli_results.status,
+        cli_results.merge,
+    ):
         main.add_command(command)
 
 

@@ -172,3 +172,44 @@ def test_a_shard_counts_only_its_own_requests(gateway: GatewayThread) -> None:
     assert summary["already_done"] == 0
     assert 0 < summary["sent"] < 12
     assert KEY_ENV and TEST_KEY  # the fixture's key is in the environment
+
+
+def test_status_shows_the_output_per_model_and_sends_nothing(
+    start_gateway: Callable[..., GatewayThread],
+) -> None:
+    """`batchrun status` counts done, failed by type, unsent and superseded; sends nothing."""
+    gw = start_gateway(model_scenarios={"model-b": "S26"})
+    job = job_dict(gw.url, prices={"model-a": {"input": 1.0, "output": 1.0}})
+    write_job(Path("job.yaml"), job)
+    assert invoke("run", "job.yaml").exit_code == 1
+    sent = gw.gateway.stats.all_requests
+    job["models"] = [{"id": "model-a", "params": {"temperature": 0.3}}, job["models"][1]]
+    job["input"]["limit"] = 4
+    write_job(Path("job.yaml"), job)
+    result = invoke("status", "job.yaml", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    by_model = {m["model"]: m for m in payload["models"]}
+    assert by_model["b"]["failed"] == {"bad_request": 6}
+    assert by_model["model-a"]["unsent"] == 4  # its params changed: 4 prompts to send again
+    assert payload["last_run"]["exit_code"] == 1
+    assert payload["cost_usd"] > 0
+    text = invoke("status", "job.yaml")
+    assert "6 bad_request" in text.stdout and "last run" in text.stdout
+    assert gw.gateway.stats.all_requests == sent
+
+
+def test_merge_joins_the_shards_into_one_file(gateway: GatewayThread) -> None:
+    """Two shards' outputs merge into the job's output path, one row per request."""
+    write_job(Path("job.yaml"), job_dict(gateway.url))
+    assert invoke("run", "job.yaml", "--shard", "0/2").exit_code == 0
+    assert invoke("run", "job.yaml", "--shard", "1/2").exit_code == 0
+    result = invoke("merge", "job.yaml")
+    assert result.exit_code == 0, result.output
+    frame = pl.read_parquet("out/results.parquet")
+    assert frame.height == 12 and frame["request_key"].n_unique() == 12
+    assert "merged 2 shard files" in result.stdout
+    # The merged file is complete: a plain run of the job sends nothing.
+    before = gateway.gateway.stats.requests
+    assert invoke("run", "job.yaml").exit_code == 0
+    assert gateway.gateway.stats.requests == before
