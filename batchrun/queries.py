@@ -7,8 +7,10 @@ Nothing here sends a generation request or writes a file.
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from batchrun.catalog import (
@@ -70,6 +72,7 @@ async def check_models(
     base_url: str,
     model_check: bool,
     notify: Callable[[str], None],
+    job_path: Path | None = None,
 ) -> float | None:
     """Before sending: every model of the job must be on the gateway's list.
 
@@ -88,7 +91,7 @@ async def check_models(
         return round_trip
     message = (
         f"model {missing[0]!r} is not offered by the gateway at {base_url} "
-        f"({len(offered)} models are; `batchrun models --base-url {base_url}` lists them)"
+        f"({len(offered)} models are; `{_list_command(job, base_url, job_path)}` lists them)"
     )
     if not model_check:
         notify(f"warning: {message}; sending anyway (--no-model-check)")
@@ -96,6 +99,15 @@ async def check_models(
     raise JobError(
         f"{message}; fix the id, or pass --no-model-check to send anyway", field="models"
     )
+
+
+def _list_command(job: Job, base_url: str, job_path: Path | None) -> str:
+    """A ``batchrun models`` command that works when pasted."""
+    if job_path is not None:
+        return f"batchrun models --job {shlex.quote(str(job_path))}"
+    key_env = getattr(job.provider, "api_key_env", None)
+    command = f"batchrun models --base-url {shlex.quote(base_url)}"
+    return command + (f" --api-key-env {key_env}" if key_env else "")
 
 
 async def report_balance(

@@ -213,7 +213,12 @@ class Run:
 
         try:
             round_trip = await check_models(
-                client, self.prepared.job, base_url, self.options.model_check, self.ui.notify
+                client,
+                self.prepared.job,
+                base_url,
+                self.options.model_check,
+                self.ui.notify,
+                self.prepared.loaded.path,
             )
         except JobError as exc:
             raise self.prepared.loaded.locate(exc) from None

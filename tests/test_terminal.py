@@ -213,3 +213,19 @@ def test_merge_joins_the_shards_into_one_file(gateway: GatewayThread) -> None:
     before = gateway.gateway.stats.requests
     assert invoke("run", "job.yaml").exit_code == 0
     assert gateway.gateway.stats.requests == before
+
+
+def test_model_check_suggests_a_command_that_works_when_pasted(
+    start_gateway: Callable[..., GatewayThread],
+) -> None:
+    """The suggested `batchrun models` command, run as printed, lists the gateway's models."""
+    import shlex
+
+    gw = start_gateway(models=["model-a"])
+    write_job(Path("job.yaml"), job_dict(gw.url))
+    result = invoke("run", "job.yaml")
+    assert result.exit_code == 2
+    suggested = re.search(r"`(batchrun models [^`]+)`", result.stderr)
+    assert suggested is not None, result.stderr
+    listed = invoke(*shlex.split(suggested.group(1))[1:])
+    assert listed.exit_code == 0 and "model-a" in listed.stdout
