@@ -69,9 +69,13 @@ class OutputError(BatchrunError):
 
 
 class CatalogError(BatchrunError):
-    """The gateway did not give a model list or a balance."""
+    """The gateway did not give a model list or a balance; ``status`` is its HTTP status."""
 
     exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class RequestError(BatchrunError):

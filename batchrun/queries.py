@@ -22,7 +22,7 @@ from batchrun.catalog import (
     parse_user_self,
 )
 from batchrun.config import Job
-from batchrun.errors import CatalogError, ConnectionFailure, JobError
+from batchrun.errors import CatalogError, ConnectionFailure, FatalRequestError, JobError
 
 if TYPE_CHECKING:
     from batchrun.client import GatewayClient
@@ -31,13 +31,23 @@ T = TypeVar("T")
 
 
 async def fetch_models(client: GatewayClient) -> list[ModelInfo]:
-    """The gateway's model list; ``CatalogError`` when it gives none."""
+    """The gateway's model list.
+
+    A refused key raises ``FatalRequestError`` (exit 3, as in a run); any
+    other answer without a list raises ``CatalogError`` with its status.
+    """
     status, payload = await client.get_json("models")
+    if status == 401 or (status == 403 and "model" not in str(payload).lower()):
+        raise FatalRequestError(
+            f"the gateway refused the run: its model list answered HTTP {status} "
+            "(the API key was refused; check the key in the provider's variable)",
+            http_status=status,
+        )
     if not isinstance(payload, dict):
-        raise CatalogError(f"HTTP {status} from the models endpoint")
+        raise CatalogError(f"HTTP {status} from the models endpoint", status=status)
     models = parse_models(payload)
     if status != 200:
-        raise CatalogError(f"HTTP {status} from the models endpoint")
+        raise CatalogError(f"HTTP {status} from the models endpoint", status=status)
     return models
 
 
@@ -82,7 +92,17 @@ async def check_models(
     started = time.perf_counter()
     try:
         offered = {model.id for model in await fetch_models(client)}
-    except (CatalogError, ConnectionFailure) as exc:
+    except CatalogError as exc:
+        if exc.status == 404 and model_check:
+            raise JobError(
+                f"the gateway at {base_url} has no model list (HTTP 404): the base URL is "
+                "probably wrong (OpenAI-compatible ones usually end in /v1); fix it, or pass "
+                "--no-model-check to send anyway",
+                field="provider.base_url",
+            ) from None
+        notify(f"warning: could not check the model list at {base_url} ({exc}); sending anyway")
+        return None
+    except ConnectionFailure as exc:
         notify(f"warning: could not check the model list at {base_url} ({exc}); sending anyway")
         return None
     round_trip = time.perf_counter() - started

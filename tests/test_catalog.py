@@ -73,10 +73,11 @@ def test_models_command(start_gateway: Callable[..., GatewayThread], shape: str)
 
 
 def test_models_command_bad_key(start_gateway: Callable[..., GatewayThread]) -> None:
-    """A refused key is one clear line."""
+    """A refused key is one clear line, and exit 3 as in a run (issue 17, finding 4)."""
     gw = start_gateway(keys=["sk-other"])
     result = invoke("models", "--base-url", gw.url, "--api-key-env", KEY_ENV)
-    assert result.exit_code == 2 and "no model list from the gateway" in result.stderr
+    assert result.exit_code == 3 and "the API key was refused" in result.stderr
+    assert result.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize(

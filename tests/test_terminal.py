@@ -229,3 +229,29 @@ def test_model_check_suggests_a_command_that_works_when_pasted(
     assert suggested is not None, result.stderr
     listed = invoke(*shlex.split(suggested.group(1))[1:])
     assert listed.exit_code == 0 and "model-a" in listed.stdout
+
+
+def test_a_refused_key_exits_3_in_every_command(
+    start_gateway: Callable[..., GatewayThread],
+) -> None:
+    """`models`, `balance` and `run` all exit 3 for a key the gateway refuses; run sends nothing."""
+    gw = start_gateway(keys=["sk-the-right-one"])
+    write_job(Path("job.yaml"), job_dict(gw.url))
+    assert invoke("models", "--job", "job.yaml").exit_code == 3
+    assert invoke("models", "--base-url", gw.url, "--api-key-env", KEY_ENV).exit_code == 3
+    result = invoke("run", "job.yaml")
+    assert result.exit_code == 3
+    assert "the gateway refused the run" in result.stderr
+    assert gw.gateway.stats.requests == 0
+
+
+def test_a_wrong_base_url_path_stops_before_sending(
+    start_gateway: Callable[..., GatewayThread],
+) -> None:
+    """A 404 on the model list (a typo in the path) is exit 2 with nothing sent."""
+    gw = start_gateway(models_shape="missing")
+    write_job(Path("job.yaml"), job_dict(gw.url))
+    result = invoke("run", "job.yaml")
+    assert result.exit_code == 2
+    assert "provider.base_url" in result.stderr and "HTTP 404" in result.stderr
+    assert gw.gateway.stats.requests == 0
