@@ -138,73 +138,82 @@ class Runner:
                 await self._send(request, state)
 
     async def _send(self, request: Request, state: ModelState) -> None:
+        """Send one request until it ends in one result (or the run stops before it is sent)."""
         started = time.time()
         attempts = 0
         retry_started: float | None = None
-        name = request.model.name
-        limiter = self._limiter
         while True:
             attempts += 1
-            error: RequestError | None = None
-            permit = limiter.try_acquire(name, request.estimated_tokens) or (
-                await limiter.acquire(name, request.estimated_tokens)
-            )
-            try:
-                if self._stopping:
-                    return  # unsent: no row, a rerun sends it
-                if state.stopped_reason is not None:
-                    self._on_result(_skipped(request, state.stopped_reason))
-                    return
-                state.sent += 1
-                try:
-                    answer = await self._sender.complete(request)
-                except RateLimited as exc:
-                    state.rate_limited += 1
-                    permit.rate_limited(exc.retry_after)
-                    error = exc
-                except RequestError as exc:
-                    error = exc
-                else:
-                    permit.succeeded(
-                        answer.latency_s,
-                        answer.total_tokens,
-                        answer.ratelimit_remaining,
-                        answer.ratelimit_reset_s,
-                    )
-            finally:
-                permit.release()
-            if error is None:
+            outcome = await self._attempt(request, state)
+            if outcome is None:
+                return
+            if isinstance(outcome, Answer):
                 state.unavailable_streak = 0
                 state.successes += 1
-                self._on_result(_ok(request, answer, attempts, started))
-                return
-            if isinstance(error, ModelUnavailable) and state.successes == 0:
-                # Never served yet: confirm a few times, then stop this model.
-                state.unavailable_streak += 1
-                if state.unavailable_streak >= self._retry.model_unavailable_confirmations:
-                    state.stopped_reason = error.message
-                self._on_result(_failed(request, error, attempts, started))
-                return
-            if isinstance(error, FatalRequestError):
-                if self.outcome.fatal is None:
-                    self.outcome.fatal = error
-                self._stopping = True
-                self._on_result(_failed(request, error, attempts, started))
-                return
-            if not isinstance(error, RetryableError | ModelUnavailable):
-                self._on_result(_failed(request, error, attempts, started))
+                self._on_result(_ok(request, outcome, attempts, started))
                 return
             # Retryable (or a channel that vanished mid-run): wait and try again, within bounds.
             now = time.monotonic()
             retry_started = retry_started if retry_started is not None else now
             if (
-                attempts > self._retry.max_retries
+                self._final(outcome, state)
+                or attempts > self._retry.max_retries
                 or now - retry_started >= self._retry.max_retry_time_s
                 or self._stopping
             ):
-                self._on_result(_failed(request, error, attempts, started))
+                self._on_result(_failed(request, outcome, attempts, started))
                 return
-            await self._sleep(self._retry.delay(attempts, error))
+            await self._sleep(self._retry.delay(attempts, outcome))
+
+    async def _attempt(self, request: Request, state: ModelState) -> Answer | RequestError | None:
+        """One send under a permit: its answer or error; None if stopped before sending."""
+        name = request.model.name
+        limiter = self._limiter
+        permit = limiter.try_acquire(name, request.estimated_tokens) or (
+            await limiter.acquire(name, request.estimated_tokens)
+        )
+        try:
+            if self._stopping:
+                return None  # unsent: no row, a rerun sends it
+            if state.stopped_reason is not None:
+                self._on_result(_skipped(request, state.stopped_reason))
+                return None
+            state.sent += 1
+            try:
+                answer = await self._sender.complete(request)
+            except RateLimited as exc:
+                state.rate_limited += 1
+                permit.rate_limited(exc.retry_after)
+                return exc
+            except RequestError as exc:
+                return exc
+            permit.succeeded(
+                answer.latency_s,
+                answer.total_tokens,
+                answer.ratelimit_remaining,
+                answer.ratelimit_reset_s,
+            )
+            return answer
+        finally:
+            permit.release()
+
+    def _final(self, error: RequestError, state: ModelState) -> bool:
+        """Whether ``error`` ends its request now, whatever retries are left.
+
+        A model never served yet is confirmed a few times, then stopped; a
+        fatal error stops the run; a row error is never retried.
+        """
+        if isinstance(error, ModelUnavailable) and state.successes == 0:
+            state.unavailable_streak += 1
+            if state.unavailable_streak >= self._retry.model_unavailable_confirmations:
+                state.stopped_reason = error.message
+            return True
+        if isinstance(error, FatalRequestError):
+            if self.outcome.fatal is None:
+                self.outcome.fatal = error
+            self._stopping = True
+            return True
+        return not isinstance(error, RetryableError | ModelUnavailable)
 
 
 def _ok(request: Request, answer: Answer, attempts: int, started: float) -> Result:

@@ -23,6 +23,8 @@ from batchrun.record import Answer
 Api = Literal["chat", "responses", "messages", "gemini", "embeddings"]
 # Builds the exact body of one request from its rendered messages (JSON bytes).
 Encoder = Callable[[bytes], bytes]
+# A JSON object as it came off the wire (or as a job's params go onto it): not typed further.
+JsonObject = dict[str, Any]
 
 
 class Reply(NamedTuple):
@@ -65,17 +67,15 @@ class Format:
         """Headers a request of this format needs beyond the Bearer key."""
         return dict.fromkeys(self.key_headers, api_key) if api_key else {}
 
-    def encoder(self, model_id: str, params: dict[str, Any]) -> Encoder:
+    def encoder(self, model_id: str, params: JsonObject) -> Encoder:
         """The body builder of one model: messages JSON in, the exact request JSON out."""
         raise NotImplementedError
 
-    def parse(self, payload: dict[str, Any], reply: Reply) -> Answer | None:
+    def parse(self, payload: JsonObject, reply: Reply) -> Answer | None:
         """The answer in a successful JSON body, or None when it holds no answer."""
         raise NotImplementedError
 
-    def answer(
-        self, payload: dict[str, Any], reply: Reply, body: bytes, secrets: list[str]
-    ) -> Answer:
+    def answer(self, payload: JsonObject, reply: Reply, body: bytes, secrets: list[str]) -> Answer:
         """``parse``, with a 200 that holds no answer raised as a ``ServerError``."""
         answer = self.parse(payload, reply)
         if answer is None:
@@ -173,12 +173,12 @@ def total_of(prompt: int | None, completion: int | None, total: int | None) -> i
     return total
 
 
-def last_user_content(messages: list[dict[str, Any]]) -> Any:
+def last_user_content(messages: list[JsonObject]) -> Any:
     """The content of the last user turn ("" if there is none), as the messages hold it."""
     return next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
 
 
-def split_system(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
+def split_system(messages: list[JsonObject]) -> tuple[str | None, list[JsonObject]]:
     """System and developer turns joined into one text, and the other turns."""
     system = "\n\n".join(
         str(m["content"]) for m in messages if m["role"] in ("system", "developer")
@@ -197,7 +197,7 @@ def calls_json(calls: list[Any]) -> str | None:
     return json.dumps(calls) if calls else None
 
 
-def as_dict(value: Any) -> dict[str, Any]:
+def as_dict(value: Any) -> JsonObject:
     """``value`` if it is a JSON object, else an empty one."""
     return value if isinstance(value, dict) else {}
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from batchrun.classify import classify_error
 from batchrun.errors import FatalRequestError, ModelUnavailable, RowError, StreamCut
 from batchrun.formats.base import (
     Encoder,
     Format,
+    JsonObject,
     Reply,
     as_dict,
     make_answer,
@@ -33,7 +34,7 @@ class _ChatBody:
 
     __slots__ = ("head", "tail")
 
-    def __init__(self, model_id: str, params: dict[str, Any]) -> None:
+    def __init__(self, model_id: str, params: JsonObject) -> None:
         self.head = b'{"model":' + json.dumps(model_id).encode() + b',"messages":'
         self.tail = (
             b"".join(
@@ -56,10 +57,10 @@ class ChatFormat(Format):
     def path(self, model_id: str) -> str:
         return "chat/completions"
 
-    def encoder(self, model_id: str, params: dict[str, Any]) -> Encoder:
+    def encoder(self, model_id: str, params: JsonObject) -> Encoder:
         return _ChatBody(model_id, params).encode
 
-    def parse(self, payload: dict[str, Any], reply: Reply) -> Answer | None:
+    def parse(self, payload: JsonObject, reply: Reply) -> Answer | None:
         choices = payload.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             return None

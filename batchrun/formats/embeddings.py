@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from batchrun.formats.base import (
     Encoder,
     Format,
+    JsonObject,
     Reply,
     compact_json,
     last_user_content,
@@ -26,7 +26,7 @@ class EmbeddingsFormat(Format):
 
     api = "embeddings"
 
-    def encoder(self, model_id: str, params: dict[str, Any]) -> Encoder:
+    def encoder(self, model_id: str, params: JsonObject) -> Encoder:
         kept = {name: value for name, value in params.items() if name not in _DROPPED}
 
         def encode(messages_json: bytes) -> bytes:
@@ -35,7 +35,7 @@ class EmbeddingsFormat(Format):
 
         return encode
 
-    def parse(self, payload: dict[str, Any], reply: Reply) -> Answer | None:
+    def parse(self, payload: JsonObject, reply: Reply) -> Answer | None:
         data = payload.get("data") or []
         vector = data[0].get("embedding") if data and isinstance(data[0], dict) else None
         if vector is None:

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from batchrun.formats.base import (
     Encoder,
     Format,
+    JsonObject,
     Reply,
     Usage,
     as_dict,
@@ -33,13 +34,13 @@ class GeminiFormat(Format):
     def path(self, model_id: str) -> str:
         return f"../v1beta/models/{model_id}:generateContent"
 
-    def encoder(self, model_id: str, params: dict[str, Any]) -> Encoder:
+    def encoder(self, model_id: str, params: JsonObject) -> Encoder:
         def encode(messages_json: bytes) -> bytes:
             return compact_json(_body(json.loads(messages_json), dict(params)))
 
         return encode
 
-    def parse(self, payload: dict[str, Any], reply: Reply) -> Answer | None:
+    def parse(self, payload: JsonObject, reply: Reply) -> Answer | None:
         candidates = payload.get("candidates") or []
         first = as_dict(candidates[0]) if candidates else {}
         parts = [p for p in as_dict(first.get("content")).get("parts") or [] if isinstance(p, dict)]
@@ -65,7 +66,7 @@ class GeminiFormat(Format):
         )
 
 
-def _body(messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+def _body(messages: list[JsonObject], params: JsonObject) -> JsonObject:
     """The request: turns as ``contents``, system text apart, sampling in ``generationConfig``."""
     system, rest = split_system(messages)
     config = {}
@@ -73,7 +74,7 @@ def _body(messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, A
         config["temperature"] = params.pop("temperature")
     if "max_tokens" in params:
         config["maxOutputTokens"] = params.pop("max_tokens")
-    body: dict[str, Any] = {
+    body: JsonObject = {
         "contents": [
             {"role": "model" if m["role"] == "assistant" else "user", "parts": _parts(m["content"])}
             for m in rest
@@ -87,10 +88,10 @@ def _body(messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, A
     return body
 
 
-def _parts(content: Any) -> list[dict[str, Any]]:
+def _parts(content: Any) -> list[JsonObject]:
     if isinstance(content, str):
         return [{"text": content}]
-    parts: list[dict[str, Any]] = []
+    parts: list[JsonObject] = []
     for item in content:
         if item.get("type") == "text":
             parts.append({"text": item["text"]})

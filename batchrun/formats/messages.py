@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from batchrun.formats.base import (
     Encoder,
     Format,
+    JsonObject,
     Reply,
     Usage,
     as_dict,
@@ -33,7 +34,7 @@ class MessagesFormat(Format):
     def headers(self, api_key: str | None) -> dict[str, str]:
         return {"anthropic-version": ANTHROPIC_VERSION, **super().headers(api_key)}
 
-    def encoder(self, model_id: str, params: dict[str, Any]) -> Encoder:
+    def encoder(self, model_id: str, params: JsonObject) -> Encoder:
         def encode(messages_json: bytes) -> bytes:
             merged = dict(params)
             system, rest = split_system(json.loads(messages_json))
@@ -46,7 +47,7 @@ class MessagesFormat(Format):
 
         return encode
 
-    def parse(self, payload: dict[str, Any], reply: Reply) -> Answer | None:
+    def parse(self, payload: JsonObject, reply: Reply) -> Answer | None:
         blocks = [b for b in payload.get("content") or [] if isinstance(b, dict)]
         usage = as_dict(payload.get("usage"))
         cache_read = usage.get("cache_read_input_tokens")

@@ -9,6 +9,7 @@ from typing import Any
 from batchrun.formats.base import (
     Encoder,
     Format,
+    JsonObject,
     Reply,
     as_dict,
     calls_json,
@@ -25,10 +26,10 @@ class ResponsesFormat(Format):
 
     api = "responses"
 
-    def encoder(self, model_id: str, params: dict[str, Any]) -> Encoder:
+    def encoder(self, model_id: str, params: JsonObject) -> Encoder:
         return _encoder(model_id, params)
 
-    def parse(self, payload: dict[str, Any], reply: Reply) -> Answer | None:
+    def parse(self, payload: JsonObject, reply: Reply) -> Answer | None:
         texts: list[str] = []
         reasoning: list[str] = []
         calls: list[Any] = []
@@ -65,7 +66,7 @@ class ResponsesFormat(Format):
         )
 
 
-def _encoder(model_id: str, params: dict[str, Any]) -> Callable[[bytes], bytes]:
+def _encoder(model_id: str, params: JsonObject) -> Callable[[bytes], bytes]:
     def encode(messages_json: bytes) -> bytes:
         merged = dict(params)
         if "max_tokens" in merged:
