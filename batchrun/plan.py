@@ -177,7 +177,7 @@ def plan_model(
         params.pop("stream_options", None)
     chosen_api: Api = spec.api or api
     described: dict[str, Any] = {"model": spec.id, "params": params}
-    if chosen_api != "chat":
+    if chosen_api != "chat":  # keys of chat requests predate formats: they must not move
         described["api"] = chosen_api
     canonical = json.dumps(described, sort_keys=True)
     format = FORMATS[chosen_api]

@@ -13,7 +13,7 @@ for tests that drive the client without a socket.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 import aiohttp
@@ -146,14 +146,15 @@ class AiohttpTransport:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self._stream_error(exc, None) from None
 
+        chunks = self._chunks(response)
+
         async def close() -> None:
+            await chunks.aclose()
             response.release()
 
-        return HttpResponse(
-            response.status, response.headers, chunks=self._chunks(response), close=close
-        )
+        return HttpResponse(response.status, response.headers, chunks=chunks, close=close)
 
-    async def _chunks(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    async def _chunks(self, response: aiohttp.ClientResponse) -> AsyncGenerator[bytes]:
         """The body as it arrives; a cut or a silence is a ``StreamCut``."""
         try:
             async for chunk in response.content.iter_any():
