@@ -11,6 +11,7 @@ gateways send is read by ``usage_of``.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, ClassVar, Literal, NamedTuple
 
@@ -50,8 +51,8 @@ class Usage(NamedTuple):
 NO_USAGE = Usage()
 
 
-class Format:
-    """One API format. Subclasses set ``api`` and override ``encoder`` and ``parse``."""
+class Format(ABC):
+    """One API format. Subclasses set ``api`` and define ``encoder`` and ``parse``."""
 
     api: ClassVar[Api]
     # Header names this format puts the key in (beyond Authorization).
@@ -67,13 +68,13 @@ class Format:
         """Headers a request of this format needs beyond the Bearer key."""
         return dict.fromkeys(self.key_headers, api_key) if api_key else {}
 
+    @abstractmethod
     def encoder(self, model_id: str, params: JsonObject) -> Encoder:
         """The body builder of one model: messages JSON in, the exact request JSON out."""
-        raise NotImplementedError
 
+    @abstractmethod
     def parse(self, payload: JsonObject, reply: Reply) -> Answer | None:
         """The answer in a successful JSON body, or None when it holds no answer."""
-        raise NotImplementedError
 
     def answer(self, payload: JsonObject, reply: Reply, body: bytes, secrets: list[str]) -> Answer:
         """``parse``, with a 200 that holds no answer raised as a ``ServerError``."""
