@@ -194,8 +194,10 @@ class AiohttpTransport:
             response = await self._session.request(
                 method, url, data=body, headers=headers, allow_redirects=False, timeout=limits
             )
+            if response.status not in _REDIRECTS:
+                return response
             location = response.headers.get("Location")
-            if response.status not in _REDIRECTS or not location:
+            if not location:
                 return response
             response.release()
             target = url.join(yarl.URL(location))
