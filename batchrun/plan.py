@@ -16,14 +16,16 @@ import json
 from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import polars as pl
 
 from batchrun.config import Job, ModelSpec
 from batchrun.dataset import PROMPT_ID
 from batchrun.errors import JobError
-from batchrun.formats import Api, api_path, build_body
+from batchrun.formats import FORMATS, Api
+from batchrun.formats.base import Encoder, last_user_content
+from batchrun.record import Request as Request  # moved: the record owns it
 from batchrun.templates import PromptTemplate
 
 PROMPT_COLUMN = "prompt"
@@ -33,7 +35,10 @@ _CHARS_PER_TOKEN = 4
 
 @dataclass(frozen=True, slots=True)
 class PlannedModel:
-    """A model of the job with its merged parameters, ready to build bodies."""
+    """A model of the job with its merged parameters, ready to build bodies.
+
+    ``encode`` is its format's body builder (``formats``), made once per model.
+    """
 
     index: int
     name: str
@@ -41,8 +46,7 @@ class PlannedModel:
     params: dict[str, Any]
     max_output_tokens: int
     key_prefix: bytes
-    body_head: bytes
-    body_tail: bytes
+    encode: Encoder
     stream: bool = False
     api: Api = "chat"
     path: str = "chat/completions"
@@ -50,21 +54,7 @@ class PlannedModel:
 
     def body(self, messages_json: bytes) -> bytes:
         """The exact JSON sent for one prompt."""
-        if self.api == "chat":
-            return self.body_head + messages_json + self.body_tail
-        return build_body(self.api, self.model_id, self.params, messages_json)
-
-
-class Request(NamedTuple):
-    """One request to send. ``body`` is the exact JSON that goes on the wire."""
-
-    key: str
-    row: int
-    prompt_id: str
-    model: PlannedModel
-    sample: int
-    body: bytes
-    estimated_tokens: int
+        return self.encode(messages_json)
 
 
 class Plan:
@@ -141,13 +131,14 @@ class Plan:
                             prompt_id,
                             model,
                             sample,
-                            model.body(encoded),
+                            model.encode(encoded),
                             prompt_tokens + model.max_output_tokens,
                         )
 
 
 def _user_text(messages: list[Any]) -> str:
-    content = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    """The last user turn as the ``prompt`` column shows it (text parts only)."""
+    content = last_user_content(messages)
     if isinstance(content, list):
         return " ".join(str(p.get("text", "")) for p in content if p.get("type") == "text")
     return str(content)
@@ -190,14 +181,10 @@ def plan_model(
         params.pop("stream_options", None)
     chosen_api: Api = spec.api or api
     described: dict[str, Any] = {"model": spec.id, "params": params}
-    if chosen_api != "chat":
+    if chosen_api != "chat":  # keys of chat requests predate formats: they must not move
         described["api"] = chosen_api
     canonical = json.dumps(described, sort_keys=True)
-    head = b'{"model":' + json.dumps(spec.id).encode() + b',"messages":'
-    tail = b"".join(
-        b"," + json.dumps(name).encode() + b":" + json.dumps(value).encode()
-        for name, value in params.items()
-    )
+    format = FORMATS[chosen_api]
     max_output = params.get("max_tokens") or params.get("max_completion_tokens") or 0
     return PlannedModel(
         index=index,
@@ -206,11 +193,10 @@ def plan_model(
         params=params,
         max_output_tokens=int(max_output) if isinstance(max_output, int | float) else 0,
         key_prefix=canonical.encode(),
-        body_head=head,
-        body_tail=tail + b"}",
+        encode=format.encoder(spec.id, params),
         stream=streamed,
         api=chosen_api,
-        path=api_path(chosen_api, spec.id),
+        path=format.path(spec.id),
         response_schema=_response_schema(params.get("response_format")),
     )
 

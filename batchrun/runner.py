@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from batchrun.client import Completion, Sender
+from batchrun.client import Sender
 from batchrun.errors import (
     FatalRequestError,
     ModelUnavailable,
@@ -32,8 +32,7 @@ from batchrun.errors import (
     RetryableError,
 )
 from batchrun.limits import Limiter
-from batchrun.plan import Request
-from batchrun.store import Result
+from batchrun.record import Answer, Request, Result
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -69,8 +68,6 @@ class ModelState:
     stopped_reason: str | None = None
     sent: int = 0
     rate_limited: int = 0
-    first_sent: float | None = None
-    last_done: float | None = None
 
 
 @dataclass
@@ -109,11 +106,6 @@ class Runner:
         self._stopping = True
         self.outcome.interrupted = True
 
-    @property
-    def stopping(self) -> bool:
-        """Whether the run has been told to stop (or stopped itself)."""
-        return self._stopping
-
     async def run(self, sources: Mapping[str, Iterable[Request]]) -> RunOutcome:
         """Send every request of every model (until stopped); return how the run ended.
 
@@ -146,173 +138,110 @@ class Runner:
                 await self._send(request, state)
 
     async def _send(self, request: Request, state: ModelState) -> None:
+        """Send one request until it ends in one result (or the run stops before it is sent)."""
         started = time.time()
-        if state.first_sent is None:
-            state.first_sent = started
         attempts = 0
         retry_started: float | None = None
-        name = request.model.name
-        limiter = self._limiter
         while True:
             attempts += 1
-            error: RequestError | None = None
-            permit = limiter.try_acquire(name, request.estimated_tokens) or (
-                await limiter.acquire(name, request.estimated_tokens)
-            )
-            try:
-                if self._stopping:
-                    return  # unsent: no row, a rerun sends it
-                if state.stopped_reason is not None:
-                    self._on_result(_skipped(request, state.stopped_reason))
-                    return
-                state.sent += 1
-                try:
-                    completion = await self._sender.complete(request)
-                except RateLimited as exc:
-                    state.rate_limited += 1
-                    permit.rate_limited(exc.retry_after)
-                    error = exc
-                except RequestError as exc:
-                    error = exc
-                else:
-                    permit.succeeded(
-                        completion.latency_s,
-                        completion.total_tokens,
-                        completion.ratelimit_remaining,
-                        completion.ratelimit_reset_s,
-                    )
-            finally:
-                permit.release()
-            if error is None:
+            outcome = await self._attempt(request, state)
+            if outcome is None:
+                return
+            if isinstance(outcome, Answer):
                 state.unavailable_streak = 0
                 state.successes += 1
-                state.last_done = time.time()
-                self._on_result(_ok(request, completion, attempts, started))
-                return
-            if isinstance(error, ModelUnavailable) and state.successes == 0:
-                # Never served yet: confirm a few times, then stop this model.
-                state.unavailable_streak += 1
-                if state.unavailable_streak >= self._retry.model_unavailable_confirmations:
-                    state.stopped_reason = error.message
-                self._finish_failed(request, error, attempts, started, state)
-                return
-            if isinstance(error, FatalRequestError):
-                if self.outcome.fatal is None:
-                    self.outcome.fatal = error
-                self._stopping = True
-                self._finish_failed(request, error, attempts, started, state)
-                return
-            if not isinstance(error, RetryableError | ModelUnavailable):
-                self._finish_failed(request, error, attempts, started, state)
+                self._on_result(_ok(request, outcome, attempts, started))
                 return
             # Retryable (or a channel that vanished mid-run): wait and try again, within bounds.
             now = time.monotonic()
             retry_started = retry_started if retry_started is not None else now
             if (
-                attempts > self._retry.max_retries
+                self._final(outcome, state)
+                or attempts > self._retry.max_retries
                 or now - retry_started >= self._retry.max_retry_time_s
                 or self._stopping
             ):
-                self._finish_failed(request, error, attempts, started, state)
+                self._on_result(_failed(request, outcome, attempts, started))
                 return
-            await self._sleep(self._retry.delay(attempts, error))
+            await self._sleep(self._retry.delay(attempts, outcome))
 
-    def _finish_failed(
-        self,
-        request: Request,
-        error: RequestError,
-        attempts: int,
-        started: float,
-        state: ModelState,
-    ) -> None:
-        state.last_done = time.time()
-        self._on_result(_failed(request, error, attempts, started))
+    async def _attempt(self, request: Request, state: ModelState) -> Answer | RequestError | None:
+        """One send under a permit: its answer or error; None if stopped before sending."""
+        name = request.model.name
+        limiter = self._limiter
+        permit = limiter.try_acquire(name, request.estimated_tokens) or (
+            await limiter.acquire(name, request.estimated_tokens)
+        )
+        try:
+            if self._stopping:
+                return None  # unsent: no row, a rerun sends it
+            if state.stopped_reason is not None:
+                self._on_result(_skipped(request, state.stopped_reason))
+                return None
+            state.sent += 1
+            try:
+                answer = await self._sender.complete(request)
+            except RateLimited as exc:
+                state.rate_limited += 1
+                permit.rate_limited(exc.retry_after)
+                return exc
+            except RequestError as exc:
+                return exc
+            permit.succeeded(
+                answer.latency_s,
+                answer.total_tokens,
+                answer.ratelimit_remaining,
+                answer.ratelimit_reset_s,
+            )
+            return answer
+        finally:
+            permit.release()
+
+    def _final(self, error: RequestError, state: ModelState) -> bool:
+        """Whether ``error`` ends its request now, whatever retries are left.
+
+        A model never served yet is confirmed a few times, then stopped; a
+        fatal error stops the run; a row error is never retried.
+        """
+        if isinstance(error, ModelUnavailable) and state.successes == 0:
+            state.unavailable_streak += 1
+            if state.unavailable_streak >= self._retry.model_unavailable_confirmations:
+                state.stopped_reason = error.message
+            return True
+        if isinstance(error, FatalRequestError):
+            if self.outcome.fatal is None:
+                self.outcome.fatal = error
+            self._stopping = True
+            return True
+        return not isinstance(error, RetryableError | ModelUnavailable)
 
 
-def _ok(request: Request, completion: Completion, attempts: int, started: float) -> Result:
-    parsed: str | None = None
-    valid: bool | None = None
-    if request.model.response_schema is not None:
-        from batchrun.scoring import check_structured
+def _ok(request: Request, answer: Answer, attempts: int, started: float) -> Result:
+    if request.model.response_schema is None:
+        return Result.ok(request, answer, attempts, started)
+    from batchrun.scoring import check_structured
 
-        parsed, valid = check_structured(completion.text, request.model.response_schema)
-    return Result(
-        prompt_id=request.prompt_id,
-        model=request.model.name,
-        model_id=request.model.model_id,
-        sample=request.sample,
-        request_key=request.key,
-        status="ok",
-        attempts=attempts,
-        started_at=started,
-        finished_at=time.time(),
-        response=completion.text,
-        reasoning=completion.reasoning,
-        finish_reason=completion.finish_reason,
-        prompt_tokens=completion.prompt_tokens,
-        completion_tokens=completion.completion_tokens,
-        total_tokens=completion.total_tokens,
-        cached_tokens=completion.cached_tokens,
-        reasoning_tokens=completion.reasoning_tokens,
-        latency_s=completion.latency_s,
-        ttft_s=completion.ttft_s,
-        time_to_last_token_s=completion.last_token_s,
-        output_tokens_per_s=_tokens_per_s(completion),
-        tool_calls=completion.tool_calls,
-        embedding=completion.embedding,
-        parsed=parsed,
-        parsed_valid=valid,
-        http_status=completion.http_status,
-        response_id=completion.response_id,
-        served_model=completion.served_model,
-        gateway_request_id=completion.gateway_request_id,
-    )
-
-
-def _tokens_per_s(completion: Completion) -> float | None:
-    """Output tokens a second between the first and the last token of a stream."""
-    first, last = completion.ttft_s, completion.last_token_s
-    if first is None or last is None or last <= first or not completion.completion_tokens:
-        return None
-    return completion.completion_tokens / (last - first)
+    parsed, valid = check_structured(answer.response, request.model.response_schema)
+    return Result.ok(request, answer, attempts, started, parsed, valid)
 
 
 def _failed(request: Request, error: RequestError, attempts: int, started: float) -> Result:
-    return _error_row(
-        request, attempts, started, error.error_type, error.message, error.http_status
+    return Result.failed(
+        request,
+        error_type=error.error_type,
+        message=error.message,
+        http_status=error.http_status,
+        attempts=attempts,
+        started=started,
     )
 
 
 def _skipped(request: Request, reason: str) -> Result:
-    return _error_row(
+    return Result.failed(
         request,
-        0,
-        time.time(),
-        "model_unavailable",
-        f"not sent: the model was stopped after repeated failures ({reason})",
-        None,
-    )
-
-
-def _error_row(
-    request: Request,
-    attempts: int,
-    started: float,
-    error_type: str,
-    message: str,
-    http_status: int | None,
-) -> Result:
-    return Result(
-        prompt_id=request.prompt_id,
-        model=request.model.name,
-        model_id=request.model.model_id,
-        sample=request.sample,
-        request_key=request.key,
-        status="error",
-        attempts=attempts,
-        started_at=started,
-        finished_at=time.time(),
-        error_type=error_type,
-        error_message=message,
-        http_status=http_status,
+        error_type="model_unavailable",
+        message=f"not sent: the model was stopped after repeated failures ({reason})",
+        http_status=None,
+        attempts=0,
+        started=time.time(),
     )

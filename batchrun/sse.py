@@ -4,10 +4,10 @@
 (one-api's 64 KiB line limit is a bug to survive, not a rule to copy).
 ``StreamAssembler`` follows GATEWAYS.md section 9: comments, blank and
 ``event:``/``id:`` lines are ignored; ``data:`` is taken with or without a
-space; any event carrying ``error`` raises; chunks without choices are
-skipped unless they carry usage, which is taken from whichever chunk has
-it; and an answer is complete only if some choice finished: ``[DONE]``
-alone proves nothing, since gateways append it after a cut.
+space; any event carrying a non-null ``error`` raises; chunks without
+choices are skipped unless they carry usage, which is taken from whichever
+chunk has it; and an answer is complete only if some choice finished:
+``[DONE]`` alone proves nothing, since gateways append it after a cut.
 """
 
 from __future__ import annotations
@@ -56,7 +56,6 @@ class StreamAssembler:
     first_token_at: float | None = None
     last_token_at: float | None = None
     done: bool = False
-    events: int = 0
 
     def feed(self, line: bytes) -> None:
         """Take one line of the stream; raise ``StreamError`` on an error event."""
@@ -74,9 +73,8 @@ class StreamAssembler:
             return
         if not isinstance(payload, dict):
             return
-        if "error" in payload:
+        if payload.get("error") is not None:
             raise StreamError(payload)
-        self.events += 1
         self.response_id = self.response_id or _str(payload.get("id"))
         self.model = self.model or _str(payload.get("model"))
         if isinstance(payload.get("usage"), dict):
@@ -124,6 +122,10 @@ class StreamAssembler:
     def complete(self) -> bool:
         """Whether some choice finished (the only proof that the answer is whole)."""
         return self.finish_reason is not None
+
+    def elapsed(self) -> float:
+        """Seconds from sending until now."""
+        return time.perf_counter() - self.started
 
     def ttft_s(self) -> float | None:
         """Seconds from sending to the first token."""

@@ -19,50 +19,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NamedTuple
 
 import polars as pl
 from polars.io.plugins import register_io_source
 
 from batchrun.dataset import PROMPT_ID
+from batchrun.record import RESULT_SCHEMA as RESULT_SCHEMA  # moved: the record owns it
+from batchrun.record import Result as Result  # moved: the record owns it
 
-# Every column batchrun writes besides the carried input columns, with its fixed type.
-RESULT_SCHEMA: dict[str, pl.DataType] = {
-    "run_id": pl.String(),
-    "job": pl.String(),
-    PROMPT_ID: pl.String(),
-    "model": pl.String(),
-    "model_id": pl.String(),
-    "sample": pl.Int32(),
-    "request_key": pl.String(),
-    "response": pl.String(),
-    "reasoning": pl.String(),
-    "finish_reason": pl.String(),
-    "prompt_tokens": pl.Int64(),
-    "completion_tokens": pl.Int64(),
-    "total_tokens": pl.Int64(),
-    "cached_tokens": pl.Int64(),
-    "reasoning_tokens": pl.Int64(),
-    "cost_usd": pl.Float64(),
-    "latency_s": pl.Float64(),
-    "ttft_s": pl.Float64(),
-    "time_to_last_token_s": pl.Float64(),
-    "output_tokens_per_s": pl.Float64(),
-    "started_at": pl.Datetime("us", "UTC"),
-    "finished_at": pl.Datetime("us", "UTC"),
-    "status": pl.String(),
-    "error_type": pl.String(),
-    "error_message": pl.String(),
-    "http_status": pl.Int32(),
-    "attempts": pl.Int32(),
-    "response_id": pl.String(),
-    "served_model": pl.String(),
-    "gateway_request_id": pl.String(),
-    "tool_calls": pl.String(),
-    "embedding": pl.List(pl.Float32()),
-    "parsed": pl.String(),
-    "parsed_valid": pl.Boolean(),
-}
 _TIME_COLUMNS = ("started_at", "finished_at")
 # Carried columns from the prompt set that would clash with a result column get this prefix.
 INPUT_PREFIX = "input_"
@@ -70,47 +34,6 @@ INPUT_PREFIX = "input_"
 SCORE_PREFIX = ("score_", "judge_")
 # A failed row of these types is final: a plain rerun does not send it again.
 PERMANENT_ERRORS = frozenset({"bad_request"})
-
-
-class Result(NamedTuple):
-    """One finished request, ok or failed, as it goes into the results.
-
-    A named tuple rather than a dataclass: a run makes one per request, and
-    tuples are cheap to build and to turn into columns.
-    """
-
-    prompt_id: str
-    model: str
-    model_id: str
-    sample: int
-    request_key: str
-    status: str
-    attempts: int
-    started_at: float
-    finished_at: float
-    response: str | None = None
-    reasoning: str | None = None
-    finish_reason: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    total_tokens: int | None = None
-    cached_tokens: int | None = None
-    reasoning_tokens: int | None = None
-    cost_usd: float | None = None
-    latency_s: float | None = None
-    ttft_s: float | None = None
-    time_to_last_token_s: float | None = None
-    output_tokens_per_s: float | None = None
-    error_type: str | None = None
-    error_message: str | None = None
-    http_status: int | None = None
-    response_id: str | None = None
-    served_model: str | None = None
-    gateway_request_id: str | None = None
-    tool_calls: str | None = None
-    embedding: list[float] | None = None
-    parsed: str | None = None
-    parsed_valid: bool | None = None
 
 
 def new_run_id() -> str:

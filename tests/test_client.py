@@ -1,16 +1,19 @@
-"""The client's parsing and classification, with aioresponses standing in for the gateway."""
+"""The client through its transport seam: parsing and classification on a MockTransport,
+headers, redirects and aiohttp's errors on real sockets on 127.0.0.1."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import pytest
-from aioresponses import aioresponses
-from aioresponses_compat import CompatResponse
+from aiohttp import web
 
-from batchrun.client import Completion, GatewayClient, parse_chat_response, retry_after_seconds
+from batchrun.client import GatewayClient
 from batchrun.config import Job
 from batchrun.errors import (
     ConnectionFailure,
@@ -20,37 +23,52 @@ from batchrun.errors import (
     RequestError,
     RowError,
     ServerError,
+    StreamCut,
+    TimeoutFailure,
 )
-from batchrun.plan import Request, plan_model
+from batchrun.formats import FORMATS, Api
+from batchrun.formats.base import reply_of
+from batchrun.plan import plan_model
+from batchrun.record import Answer, Request
+from batchrun.transport import HttpRequest, HttpResponse, MockTransport, chunks_of
 
 URL = "https://gw.example/v1"
 KEY = "sk-clientTESTkey123456"
 
 
-def request() -> Request:
-    model = plan_model(
-        0,
-        Job.model_validate(
-            {
-                "name": "t",
-                "provider": "mock",
-                "input": {"path": "x"},
-                "prompt": {"user": "q"},
-                "models": ["gpt-4o-mini"],
-                "output": {"path": "o.parquet"},
-            }
-        ).models[0],
-        {},
-    )
+def request(
+    api: Api = "chat", stream: bool = False, params: dict[str, Any] | None = None
+) -> Request:
+    spec = Job.model_validate(
+        {
+            "name": "t",
+            "provider": "mock",
+            "input": {"path": "x"},
+            "prompt": {"user": "q"},
+            "models": ["gpt-4o-mini"],
+            "output": {"path": "o.parquet"},
+        }
+    ).models[0]
+    model = plan_model(0, spec, params or {}, stream, api)
     return Request(
         key="k",
         row=0,
         prompt_id="p",
         model=model,
         sample=0,
-        body=model.body_head + b'[{"role":"user","content":"hi"}]' + model.body_tail,
+        body=model.body(b'[{"role":"user","content":"hi"}]'),
         estimated_tokens=10,
     )
+
+
+def complete(
+    transport: MockTransport, req: Request | None = None, key: str | None = KEY, **options: Any
+) -> Answer:
+    async def go() -> Answer:
+        async with GatewayClient(URL, key, transport=transport, **options) as client:
+            return await client.complete(req or request())
+
+    return asyncio.run(go())
 
 
 def send(
@@ -59,23 +77,10 @@ def send(
     *,
     raw: bytes | None = None,
     headers: dict[str, str] | None = None,
-    exception: Exception | None = None,
-) -> Completion:
-    async def go() -> Completion:
-        with aioresponses() as mocked:
-            payload = raw if raw is not None else json.dumps(body).encode()
-            mocked.post(
-                f"{URL}/chat/completions",
-                status=status,
-                body=payload,
-                headers=headers,
-                exception=exception,
-                response_class=CompatResponse,
-            )
-            async with GatewayClient(URL, KEY) as client:
-                return await client.complete(request())
-
-    return asyncio.run(go())
+    req: Request | None = None,
+) -> Answer:
+    payload = raw if raw is not None else json.dumps(body).encode()
+    return complete(MockTransport(lambda _: HttpResponse(status, headers or {}, payload)), req)
 
 
 OK_BODY = {
@@ -98,7 +103,7 @@ OK_BODY = {
 def test_ok_response_fields() -> None:
     """Text, finish reason, usage details, served model and response id are parsed."""
     got = send(200, OK_BODY, headers={"X-Oneapi-Request-Id": "rid-1"})
-    assert (got.text, got.finish_reason, got.served_model, got.response_id) == (
+    assert (got.response, got.finish_reason, got.served_model, got.response_id) == (
         "Paris.",
         "stop",
         "gpt-4o-mini-2024-07-18",
@@ -128,26 +133,22 @@ def test_reasoning_content_kept() -> None:
     assert send(200, body).reasoning == "think"
 
 
-def test_bearer_header_sent() -> None:
-    """The key goes in an Authorization: Bearer header, with Accept-Language: en."""
-
-    async def go() -> dict[str, str]:
-        with aioresponses() as mocked:
-            mocked.post(
-                f"{URL}/chat/completions",
-                status=200,
-                payload=OK_BODY,
-                response_class=CompatResponse,
-            )
-            async with GatewayClient(URL, KEY) as client:
-                await client.complete(request())
-            call = next(iter(mocked.requests.values()))[0]
-            session_headers = client._headers
-            return {**session_headers, **(call.kwargs.get("headers") or {})}
-
-    headers = asyncio.run(go())
-    assert headers["Authorization"] == f"Bearer {KEY}"
-    assert headers["Accept-Language"] == "en"
+def test_request_goes_to_the_format_path_with_its_key_headers() -> None:
+    """The client asks the registry: each format's URL, body and key headers go to the transport."""
+    for api, path, key_header in [
+        ("chat", "chat/completions", None),
+        ("messages", "messages", "x-api-key"),
+        ("gemini", "../v1beta/models/gpt-4o-mini:generateContent", "x-goog-api-key"),
+    ]:
+        transport = MockTransport(lambda _: HttpResponse(500, {}, b""))
+        with pytest.raises(ServerError):
+            complete(transport, request(api))  # type: ignore[arg-type]
+        sent = transport.requests[0]
+        assert sent.url == aiohttp.client.URL(URL + "/").join(aiohttp.client.URL(path))
+        assert sent.method == "POST" and sent.body == request(api).body  # type: ignore[arg-type]
+        assert sent.headers["Authorization"] == f"Bearer {KEY}"
+        if key_header:
+            assert sent.headers[key_header] == KEY
 
 
 def err(status: int, error: Any) -> dict[str, Any]:
@@ -258,6 +259,8 @@ def test_numeric_and_null_codes() -> None:
 
 def test_retry_after_headers() -> None:
     """retry-after-ms wins over Retry-After; both are capped; junk is ignored."""
+    from batchrun.classify import retry_after_seconds
+
     assert retry_after_seconds({"retry-after-ms": "1500", "Retry-After": "9"}) == 1.5
     assert retry_after_seconds({"Retry-After": "2"}) == 2.0
     assert retry_after_seconds({"Retry-After": "100000"}) == 120.0
@@ -276,23 +279,194 @@ def test_key_echoed_in_error_is_redacted() -> None:
     assert "[redacted]" in info.value.message
 
 
-def test_connection_error_is_translated() -> None:
-    """aiohttp's exceptions stop at the client: they become ConnectionFailure."""
-    import aiohttp
+def test_error_text_is_redacted_before_it_is_cut() -> None:
+    """Issue 15: a key that straddles the 500-character cut leaves no part of itself behind."""
+    key = "PLAINsecretValue0123456789"  # not key-shaped: only the known secret can mask it
+    for offset in (460, 465, 470):  # the JSON around the message puts the key across 500
+        body = json.dumps(err(500, {"message": "x" * offset + key})).encode()
+        with pytest.raises(ServerError) as info:
+            complete(MockTransport(lambda _, b=body: HttpResponse(500, {}, b)), key=key)
+        assert key[:6] not in info.value.message, offset
 
-    with pytest.raises(ConnectionFailure):
-        send(exception=aiohttp.ClientConnectionError("refused"))
+
+def test_responses_error_null_is_ok() -> None:
+    """Issue 17: a Responses body with "error": null (the published schema) is an answer."""
+    body = {
+        "id": "resp_1",
+        "object": "response",
+        "status": "completed",
+        "error": None,
+        "incomplete_details": None,
+        "output": [{"type": "message", "content": [{"type": "output_text", "text": "Hi"}]}],
+        "usage": {"input_tokens": 3, "output_tokens": 1, "total_tokens": 4},
+    }
+    got = send(200, body, req=request("responses"))
+    assert (got.response, got.finish_reason, got.total_tokens) == ("Hi", "stop", 4)
 
 
-def test_timeout_is_translated() -> None:
-    """A timeout becomes TimeoutFailure, which is retryable."""
-    from batchrun.errors import TimeoutFailure
+def test_stream_through_the_seam() -> None:
+    """A streamed chat answer is assembled from the transport's chunks, split anywhere."""
+    events = [
+        {"id": "c", "model": "m", "choices": [{"delta": {"content": "Hel"}}]},
+        {"choices": [{"delta": {"content": "lo"}, "finish_reason": "stop"}]},
+        {"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 2}},
+    ]
+    wire = (
+        b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n"
+    )
+    parts = [wire[i : i + 7] for i in range(0, len(wire), 7)]
+    headers = {"Content-Type": "text/event-stream"}
+    transport = MockTransport(lambda _: HttpResponse(200, headers, chunks=chunks_of(parts)))
+    got = complete(transport, request(stream=True))
+    assert (got.response, got.finish_reason, got.prompt_tokens) == ("Hello", "stop", 2)
+    assert got.ttft_s is not None and transport.requests[0].stream
 
-    with pytest.raises(TimeoutFailure):
-        send(exception=TimeoutError())
+
+def test_cut_stream_says_how_far_it_got() -> None:
+    """A cut the transport reports mid-stream is a StreamCut that counts the chunks read."""
+
+    async def cut() -> AsyncIterator[bytes]:
+        yield b'data: {"choices":[{"delta":{"content":"a"}}]}\n'
+        raise StreamCut("the stream was cut (reset)", http_status=200)
+
+    headers = {"Content-Type": "text/event-stream"}
+    transport = MockTransport(lambda _: HttpResponse(200, headers, chunks=cut()))
+    with pytest.raises(StreamCut) as info:
+        complete(transport, request(stream=True))
+    assert info.value.message == "the stream was cut (reset) after 1 chunks"
 
 
 def test_parse_pure_function() -> None:
-    """The parser works on bytes alone (no session needed)."""
-    got = parse_chat_response(200, {}, json.dumps(OK_BODY).encode(), 0.5)
-    assert got.latency_s == 0.5 and got.text == "Paris."
+    """The parser works on a decoded body alone (no client, no transport)."""
+    got = FORMATS["chat"].answer(OK_BODY, reply_of(200, {}, 0.5), b"", [])
+    assert got.latency_s == 0.5 and got.response == "Paris."
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@asynccontextmanager
+async def served(handler: Handler) -> AsyncIterator[str]:
+    """An aiohttp server on 127.0.0.1 answering every path with ``handler``; yields its URL."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        await runner.cleanup()
+
+
+def test_bearer_header_sent() -> None:
+    """The key goes in an Authorization: Bearer header, with Accept-Language: en."""
+    seen: list[dict[str, str]] = []
+
+    async def answer(http: web.Request) -> web.Response:
+        seen.append(dict(http.headers))
+        return web.json_response(OK_BODY)
+
+    async def go() -> None:
+        async with served(answer) as url, GatewayClient(url, KEY) as client:
+            await client.complete(request())
+
+    asyncio.run(go())
+    assert seen[0]["Authorization"] == f"Bearer {KEY}"
+    assert seen[0]["Accept-Language"] == "en"
+
+
+@pytest.mark.parametrize("api", ["chat", "messages", "gemini"])
+def test_cross_origin_redirect_drops_every_credential_header(api: Api) -> None:
+    """Issue 15: a 307 to another origin carries no key in any format's header, no extra header."""
+    seen: list[dict[str, str]] = []
+    bodies: list[bytes] = []
+
+    async def elsewhere(http: web.Request) -> web.Response:
+        seen.append(dict(http.headers))
+        bodies.append(await http.read())
+        return web.json_response({"error": {"message": "no"}}, status=400)
+
+    async def go() -> None:
+        async with served(elsewhere) as target:
+
+            async def redirect(http: web.Request) -> web.Response:
+                raise web.HTTPTemporaryRedirect(target + "/landing")
+
+            async with served(redirect) as url:
+                headers = {"X-Tenant-Secret": "tenant-secret-value"}
+                async with GatewayClient(url, KEY, extra_headers=headers) as client:
+                    with pytest.raises(RowError):
+                        await client.complete(request(api))
+
+    asyncio.run(go())
+    assert len(seen) == 1 and bodies == [request(api).body]
+    leaked = {name: value for name, value in seen[0].items() if KEY in value or "secret" in value}
+    assert leaked == {}
+    lowered = {name.lower() for name in seen[0]}
+    assert not lowered & {"authorization", "x-api-key", "x-goog-api-key", "x-tenant-secret"}
+
+
+def test_same_origin_redirect_keeps_the_key() -> None:
+    """A redirect within the gateway's own origin still carries the key."""
+    seen: list[str | None] = []
+
+    async def handler(http: web.Request) -> web.Response:
+        if http.path != "/landing":
+            raise web.HTTPTemporaryRedirect("/landing")
+        seen.append(http.headers.get("Authorization"))
+        return web.json_response(OK_BODY)
+
+    async def go() -> Answer:
+        async with served(handler) as url, GatewayClient(url, KEY) as client:
+            return await client.complete(request())
+
+    assert asyncio.run(go()).response == "Paris." and seen == [f"Bearer {KEY}"]
+
+
+def test_connection_error_is_translated() -> None:
+    """aiohttp's exceptions stop at the transport: a refused connection is ConnectionFailure."""
+
+    async def never(http: web.Request) -> web.Response:
+        raise AssertionError("not reached")
+
+    async def go() -> None:
+        async with served(never) as url:
+            pass  # the server is gone: its port now refuses
+        async with GatewayClient(url, KEY) as client:
+            await client.complete(request())
+
+    with pytest.raises(ConnectionFailure) as info:
+        asyncio.run(go())
+    assert "connection failed" in info.value.message
+
+
+def test_timeout_is_translated() -> None:
+    """No answer within timeout_s becomes TimeoutFailure, which is retryable."""
+
+    async def slow(http: web.Request) -> web.Response:
+        await asyncio.sleep(2)
+        return web.json_response(OK_BODY)
+
+    async def go() -> None:
+        async with served(slow) as url, GatewayClient(url, KEY, timeout_s=0.1) as client:
+            await client.complete(request())
+
+    with pytest.raises(TimeoutFailure):
+        asyncio.run(go())
+
+
+def test_get_json_goes_through_the_transport() -> None:
+    """get_json sends the key and the given headers, and returns status and JSON."""
+    transport = MockTransport(lambda _: HttpResponse(200, {}, b'{"data": []}'))
+
+    async def go() -> tuple[int, Any]:
+        async with GatewayClient(URL, KEY, transport=transport) as client:
+            return await client.get_json("../api/user/self", headers={"New-Api-User": "1"})
+
+    assert asyncio.run(go()) == (200, {"data": []})
+    sent: HttpRequest = transport.requests[0]
+    assert (sent.method, str(sent.url)) == ("GET", "https://gw.example/api/user/self")
+    assert sent.headers == {"Authorization": f"Bearer {KEY}", "New-Api-User": "1"}

@@ -8,14 +8,13 @@ from collections.abc import Callable
 
 import polars as pl
 
-from batchrun.client import Completion
 from batchrun.config import Job
 from batchrun.dataset import PROMPT_ID
 from batchrun.errors import FatalRequestError, ModelUnavailable, RateLimited, RowError, ServerError
 from batchrun.limits import Limiter, ScopeLimits
-from batchrun.plan import Request, build_plan
+from batchrun.plan import build_plan
+from batchrun.record import Answer, Request, Result
 from batchrun.runner import RetryPolicy, Runner
-from batchrun.store import Result
 from batchrun.templates import compile_prompt
 
 NO_WAIT = RetryPolicy(max_retries=3, base_delay_s=0.0001, max_delay_s=0.0001)
@@ -38,9 +37,9 @@ def requests(rows: int = 5, models: tuple[str, ...] = ("a", "b")) -> list[Reques
     return list(build_plan(job, frame, compile_prompt(job.prompt)).requests())
 
 
-def ok() -> Completion:
-    return Completion(
-        text="x",
+def ok() -> Answer:
+    return Answer(
+        response="x",
         finish_reason="stop",
         prompt_tokens=1,
         completion_tokens=1,
@@ -58,11 +57,11 @@ def ok() -> Completion:
 class FakeSender:
     """Answers by a rule; counts what it was sent."""
 
-    def __init__(self, rule: Callable[[Request, int], Completion]) -> None:
+    def __init__(self, rule: Callable[[Request, int], Answer]) -> None:
         self.rule = rule
         self.calls: Counter[str] = Counter()
 
-    async def complete(self, request: Request) -> Completion:
+    async def complete(self, request: Request) -> Answer:
         self.calls[request.key] += 1
         await asyncio.sleep(0)
         return self.rule(request, self.calls[request.key])
@@ -107,7 +106,7 @@ def test_every_request_gets_one_result() -> None:
 def test_retryable_errors_retry_and_count_attempts() -> None:
     """A 5xx then success is one ok row with attempts = 2."""
 
-    def rule(r: Request, n: int) -> Completion:
+    def rule(r: Request, n: int) -> Answer:
         if n == 1:
             raise ServerError("boom", http_status=500)
         return ok()
@@ -119,7 +118,7 @@ def test_retryable_errors_retry_and_count_attempts() -> None:
 def test_retries_are_bounded() -> None:
     """A request that always 429s fails after max_retries + 1 attempts."""
 
-    def rule(r: Request, n: int) -> Completion:
+    def rule(r: Request, n: int) -> Answer:
         raise RateLimited("slow down", http_status=429)
 
     sender = FakeSender(rule)
@@ -131,7 +130,7 @@ def test_retries_are_bounded() -> None:
 def test_row_errors_are_not_retried() -> None:
     """A 400 is recorded once, never retried."""
 
-    def rule(r: Request, n: int) -> Completion:
+    def rule(r: Request, n: int) -> Answer:
         raise RowError("context too long", http_status=400)
 
     sender = FakeSender(rule)
@@ -143,7 +142,7 @@ def test_row_errors_are_not_retried() -> None:
 def test_unavailable_model_stops_others_go_on() -> None:
     """A model without a channel stops after 3 failures; the other model completes."""
 
-    def rule(r: Request, n: int) -> Completion:
+    def rule(r: Request, n: int) -> Answer:
         if r.model.name == "a":
             raise ModelUnavailable("no channel", http_status=503)
         return ok()
@@ -164,7 +163,7 @@ def test_unavailable_model_stops_others_go_on() -> None:
 def test_fatal_error_stops_the_run() -> None:
     """A bad key stops new sends at once."""
 
-    def rule(r: Request, n: int) -> Completion:
+    def rule(r: Request, n: int) -> Answer:
         raise FatalRequestError("bad key", http_status=401)
 
     sender = FakeSender(rule)
@@ -180,7 +179,7 @@ def test_models_progress_alike() -> None:
     reqs = requests(50, ("a", "b", "c"))
     holder: list[Runner] = []
 
-    def rule(r: Request, n: int) -> Completion:
+    def rule(r: Request, n: int) -> Answer:
         if len(results) >= 30:
             holder[0].stop()
         return ok()
@@ -204,7 +203,7 @@ def test_probe_first_then_open() -> None:
     peak: list[int] = []
 
     class Tracking(FakeSender):
-        async def complete(self, request: Request) -> Completion:
+        async def complete(self, request: Request) -> Answer:
             in_flight[0] += 1
             peak.append(in_flight[0])
             await asyncio.sleep(0.001)
