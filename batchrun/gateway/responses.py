@@ -45,9 +45,7 @@ def _part(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": []}
 
 
-def response_object(
-    call: Call, text: str | None, usage: dict[str, Any] | None, error_field: bool = True
-) -> dict[str, Any]:
+def response_object(call: Call, text: str | None, usage: dict[str, Any] | None) -> dict[str, Any]:
     """The ``response`` object: completed with ``text`` and ``usage``, or in progress."""
     payload: dict[str, Any] = {
         "id": f"resp_{call.request_id}",
@@ -65,8 +63,6 @@ def response_object(
         "tools": [],
         "usage": usage,
     }
-    if not error_field:
-        del payload["error"]
     return payload
 
 
@@ -96,8 +92,7 @@ class ResponsesFormat:
         usage = _usage(count_tokens(prompt), count_tokens(text))
         if call.streamed:
             return await _stream(call, text, usage)
-        error_field = call.settings.responses_error_null
-        return json_response(response_object(call, text, usage, error_field))
+        return json_response(response_object(call, text, usage))
 
 
 async def _stream(call: Call, text: str, usage: dict[str, Any]) -> web.StreamResponse:

@@ -48,9 +48,6 @@ class GatewaySettings:
     billing: str = "dashboard"  # dashboard | token_usage (new-api's /api/usage/token/)
     access_token: str = "batchrun-access-token"  # the system access token of /api/user/self
     unknown_models: UnknownModels = "refuse"
-    # The published Response schema's "error": null on a successful /v1/responses answer,
-    # as LiteLLM and OpenAI send it (issue 17); off until the client reads it as no error.
-    responses_error_null: bool = False
     seed: int = 0
 
     def offered(self) -> list[str]:
