@@ -61,7 +61,7 @@ from batchrun.store import (
     part_files,
 )
 from batchrun.summary import RunTally
-from batchrun.templates import compile_prompt
+from batchrun.templates import compile_prompt, screen_rows
 
 T = TypeVar("T")
 
@@ -155,6 +155,7 @@ def prepare(
     try:
         frame = read_dataset(job.input)
         template = compile_prompt(job.prompt)
+        frame, template = screen_rows(job, frame, template)
         plan = build_plan(job, frame, template)
         if job.scores:
             _check_scores(job, frame.columns)

@@ -104,13 +104,13 @@ def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:
 
 
 def test_env_interpolation(tmp_path: Path) -> None:
-    """${VAR} and ${VAR:-default} are filled from the environment."""
+    """${VAR} and ${VAR:-default} are filled from the environment (in paths)."""
     text = GOOD.replace("data.parquet", "${DATA_DIR}/data.parquet").replace(
-        "name: capitals", "name: ${JOB_NAME:-capitals}"
+        "results/{name}", "${OUT_DIR:-results}/{name}"
     )
     loaded = load_job(write(tmp_path, text), environ={"DATA_DIR": "/srv"})
     assert loaded.job.input.path == "/srv/data.parquet"
-    assert loaded.job.name == "capitals"
+    assert loaded.job.output.path == "results/{name}-{date}.parquet"
 
 
 def test_env_interpolation_unset(tmp_path: Path) -> None:
