@@ -21,8 +21,8 @@ from collections.abc import Iterable, Iterator
 _KEY_SHAPES = re.compile(
     r"(?i)(bearer\s+)[^\s\"',;]+"
     r"|\bsk-[A-Za-z0-9_*\-]{6,}"
-    r"|(\"?(?:x-api-key|api[_-]?key|authorization|x-goog-api-key|access[_-]?token)\"?\s*[:=]\s*\"?)"
-    r"[^\s\"',;}]+"
+    r"|(\"?(?:x-api-key|api[_-]?key|authorization|x-goog-api-key|access[_-]?token)\"?\s*[:=]\s*\"?"
+    r"(?:(?:bearer|basic|token)\s+)?)[^\s\"',;}]+"
     r"|(\b[a-z][a-z0-9+.\-]*://)[^\s/@:\"']+:[^\s/@\"']*@"
 )
 MASK = "[redacted]"

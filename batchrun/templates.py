@@ -202,6 +202,8 @@ class PromptTemplate:
 
         messages: list[Message] = []
         size = 0
+        if None in row.values():  # an empty cell is empty text, in filters and tests too
+            row = {name: "" if value is None else value for name, value in row.items()}
         for turn in self._turns:
             try:
                 content = turn.compiled().render(row)
