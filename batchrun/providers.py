@@ -23,6 +23,8 @@ from pydantic import (
 from batchrun.params import Millis, _checked_url
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class _Strict(BaseModel):
@@ -81,11 +83,16 @@ class HttpProvider(_Strict):
     @field_validator("headers")
     @classmethod
     def _no_auth_header(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
+        for name, text in value.items():
             if name.lower() in {"authorization", "x-api-key", "api-key", "x-goog-api-key"}:
                 raise ValueError(
                     f"header {name!r} would put a key in the job file; "
                     "name its environment variable in api_key_env instead"
+                )
+            if not _HEADER_NAME.match(name) or _CONTROL.search(text):
+                raise ValueError(
+                    f"header {name[:40]!r} has a malformed name or a line break or control "
+                    "character in its value; write it on one line"
                 )
         return value
 

@@ -97,6 +97,17 @@ def test_base_url_checks_are_case_insensitive_and_refuse_credentials(
     assert "hunter2hunter2" not in text
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-Team": "red\r\nX-Injected: 1"}, {"X Bad Name": "v"}, {"X-Team": "a\x00b"}],
+)
+def test_header_with_line_break_is_refused(gateway: GatewayThread, headers: dict[str, str]) -> None:
+    """A header that would smuggle another header (CR/LF) or is malformed is refused."""
+    break_job(gateway, lambda j: j["provider"].update(headers=headers))
+    text = refused(gateway, "has a malformed name or a line break or control character")
+    assert "X-Injected" not in text
+
+
 def test_numeric_loopback_host_is_loopback(gateway: GatewayThread) -> None:
     """``http://0x7f000001:PORT`` is this machine: no allow_insecure_http needed."""
     port = gateway.url.split(":")[-1].split("/")[0]
