@@ -1,4 +1,4 @@
-"""The job file: its schema, YAML loading, ``${ENV}`` interpolation and validation.
+"""The job file: its schema and its validation, from strict YAML to a frozen ``Job``.
 
 ``load_job`` promises either a valid, frozen ``Job`` or a ``JobError`` whose
 message is one line naming the file, the line and the field at fault.
@@ -8,31 +8,42 @@ environment variable that holds it, and ``resolve_api_key`` reads it.
 
 from __future__ import annotations
 
-import difflib
+import contextlib
 import hashlib
-import ipaddress
 import os
 import re
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
-    Discriminator,
     Field,
-    Tag,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from batchrun.describe import describe
+from batchrun.envsubst import interpolate
 from batchrun.errors import JobError
+from batchrun.params import (
+    DEFAULT_MAX_PROMPT_CHARS,
+    MAX_PROMPT_CHARS,
+    Concurrency,
+    PositiveFloat,
+    Rate,
+    Seconds,
+    check_model_id,
+    check_params,
+)
+from batchrun.providers import HttpProvider, MockProvider, MockSettings, Provider
+from batchrun.redact import excerpt, register
+from batchrun.yamlload import dotted, field_lines, line_of, read_yaml
 
-_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ALIAS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"
 MOCK_API_KEY = "sk-batchrun-mock"
 
@@ -41,83 +52,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class MockSettings(_Strict):
-    """Settings of the built-in gateway when ``provider: mock`` is used."""
-
-    latency_ms: Annotated[float, Field(ge=0)] = 0.0
-    model_latency_ms: dict[str, Annotated[float, Field(ge=0)]] = {}
-    latency_sigma: Annotated[float, Field(ge=0, le=3)] = 0.0
-    accuracy: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}
-    stream_chunk_ms: Annotated[float, Field(ge=0)] = 0.0
-    models: list[str] | None = None
-    seed: int = 0
-
-
-class MockProvider(_Strict):
-    """Selects the built-in gateway, started in-process on 127.0.0.1."""
-
-    mock: MockSettings = MockSettings()
-
-
-class HttpProvider(_Strict):
-    """A real OpenAI-compatible gateway."""
-
-    base_url: Annotated[str, Field(min_length=1)]
-    api_key_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
-    api_key_file: Annotated[str, Field(min_length=1)] | None = None
-    headers: dict[str, str] = {}
-    allow_insecure_http: bool = False
-
-    @field_validator("base_url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        parsed = urllib.parse.urlsplit(value)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ValueError(
-                f"{value!r} is not an http(s) URL; write it with its scheme, "
-                "for example https://aihubmix.com/v1"
-            )
-        try:
-            parsed.port  # noqa: B018  (raises on a malformed port)
-        except ValueError:
-            raise ValueError(f"{value!r} has a malformed port") from None
-        return value.rstrip("/")
-
-    @model_validator(mode="after")
-    def _secure_transport(self) -> HttpProvider:
-        host = urllib.parse.urlsplit(self.base_url).hostname or ""
-        if (
-            self.base_url.startswith("http://")
-            and not _is_loopback(host)
-            and not self.allow_insecure_http
-        ):
-            raise ValueError(
-                f"plain http:// to {host} would send the key unencrypted; use https://, "
-                "or set provider.allow_insecure_http: true if you mean it"
-            )
-        if self.api_key_env and self.api_key_file:
-            raise ValueError("give api_key_env or api_key_file, not both")
-        return self
-
-    @field_validator("headers")
-    @classmethod
-    def _no_auth_header(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if name.lower() in {"authorization", "x-api-key", "api-key"}:
-                raise ValueError(
-                    f"header {name!r} would put a key in the job file; "
-                    "name its environment variable in api_key_env instead"
-                )
-        return value
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+__all__ = ["HttpProvider", "MockProvider", "MockSettings", "Provider"]
 
 
 class Turn(_Strict):
@@ -156,27 +91,31 @@ class PromptSpec(_Strict):
 
 
 class InputSpec(_Strict):
-    """Where the prompt set comes from."""
+    """Where the prompt set comes from, and what to do with empty cells and mixed files.
+
+    ``nulls``: a cell the templates read that is empty is an error (the
+    default), makes its row be skipped, or renders as empty text.
+    ``union``: files of a folder or glob with differing columns are refused
+    unless this is true.
+    """
 
     path: Annotated[str, Field(min_length=1)]
     id_column: str | None = None
     limit: Annotated[int, Field(gt=0)] | None = None
     format: Literal["parquet", "csv"] | None = None
-
-
-PositiveInt = Annotated[int, Field(gt=0)]
-PositiveFloat = Annotated[float, Field(gt=0)]
+    nulls: Literal["skip", "empty", "error"] = "error"
+    union: bool = False
 
 
 class ModelSpec(_Strict):
     """One model of the job, with its own parameters and limits."""
 
-    id: Annotated[str, Field(min_length=1)]
+    id: Annotated[str, AfterValidator(check_model_id)]
     alias: Annotated[str, Field(pattern=_ALIAS_PATTERN)] | None = None
-    params: dict[str, Any] = {}
-    rpm: PositiveFloat | None = None
-    tpm: PositiveFloat | None = None
-    concurrency: PositiveInt | None = None
+    params: Annotated[dict[str, Any], AfterValidator(check_params)] = {}
+    rpm: Rate | None = None
+    tpm: Rate | None = None
+    concurrency: Concurrency | None = None
     stream: bool | None = None
     api: Literal["chat", "responses", "messages", "gemini", "embeddings"] | None = None
 
@@ -187,33 +126,40 @@ class ModelSpec(_Strict):
 
 
 class Limits(_Strict):
-    """Run-wide limits: concurrency, rates, timeouts and retries."""
+    """Run-wide limits: concurrency, rates, timeouts, retries and prompt size.
 
-    concurrency: PositiveInt = 32
-    rpm: PositiveFloat | None = None
-    tpm: PositiveFloat | None = None
-    timeout_s: PositiveFloat = 120.0
+    Every limit is bounded: concurrency at most ``MAX_CONCURRENCY`` (10,000);
+    rpm and tpm finite, at most ``MAX_RATE``; every time finite, above 0 and
+    at most ``MAX_SECONDS`` (a week); retries at most 100; a rendered prompt
+    at most ``max_prompt_chars`` characters (default 200,000, at most 10**8).
+    """
+
+    concurrency: Concurrency = 32
+    rpm: Rate | None = None
+    tpm: Rate | None = None
+    timeout_s: Seconds = 120.0
     max_retries: Annotated[int, Field(ge=0, le=100)] = 6
-    max_retry_time_s: PositiveFloat = 600.0
-    backoff_base_s: PositiveFloat = 0.5
-    backoff_max_s: PositiveFloat = 30.0
+    max_retry_time_s: Seconds = 600.0
+    backoff_base_s: Seconds = 0.5
+    backoff_max_s: Seconds = 30.0
     adaptive: bool = True
     budget_usd: PositiveFloat | None = None
-    stream_idle_timeout_s: PositiveFloat = 60.0
+    stream_idle_timeout_s: Seconds = 60.0
+    max_prompt_chars: Annotated[int, Field(gt=0, le=MAX_PROMPT_CHARS)] = DEFAULT_MAX_PROMPT_CHARS
 
 
 class OutputSpec(_Strict):
     """Where results go and how often they are flushed."""
 
     path: Annotated[str, Field(min_length=1)]
-    flush_every: PositiveInt = 5000
-    flush_seconds: PositiveFloat = 10.0
+    flush_every: Annotated[int, Field(gt=0, le=10_000_000)] = 5000
+    flush_seconds: Seconds = 10.0
 
     @field_validator("path")
     @classmethod
     def _parquet_only(cls, value: str) -> str:
         if not value.endswith(".parquet"):
-            raise ValueError(f"{value!r} should end in .parquet")
+            raise ValueError(f"{excerpt(value)} should end in .parquet")
         unknown = set(re.findall(r"\{(\w*)\}", value)) - {"name", "date", "datetime", "shard"}
         if unknown:
             raise ValueError(
@@ -221,20 +167,6 @@ class OutputSpec(_Strict):
                 "use {name}, {date}, {datetime} or {shard}"
             )
         return value
-
-
-def _provider_kind(value: Any) -> str:
-    if isinstance(value, MockProvider) or value == "mock":
-        return "mock"
-    if isinstance(value, dict) and "mock" in value:
-        return "mock"
-    return "http"
-
-
-Provider = Annotated[
-    Annotated[MockProvider, Tag("mock")] | Annotated[HttpProvider, Tag("http")],
-    Discriminator(_provider_kind),
-]
 
 
 class ScoreSpec(_Strict):
@@ -289,7 +221,7 @@ class Job(_Strict):
     input: InputSpec
     prompt: PromptSpec
     models: Annotated[list[ModelSpec], Field(min_length=1)]
-    params: dict[str, Any] = {}
+    params: Annotated[dict[str, Any], AfterValidator(check_params)] = {}
     samples: Annotated[int, Field(ge=1, le=1000)] = 1
     stream: bool = False
     api: Literal["chat", "responses", "messages", "gemini", "embeddings"] = "chat"
@@ -401,38 +333,42 @@ class LoadedJob(BaseModel):
 
 
 def load_job(path: str | Path, environ: Mapping[str, str] | None = None) -> LoadedJob:
-    """Read, interpolate and validate a job file, or raise ``JobError`` with file and line."""
+    """Read, interpolate and validate a job file, or raise ``JobError`` with file and line.
+
+    The secrets the job holds (header values) are registered for redaction
+    before anything can quote them.
+    """
     path = Path(path)
     env = os.environ if environ is None else environ
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise JobError(f"{path}: no such job file") from None
-    except OSError as exc:
-        raise JobError(f"{path}: cannot read the job file ({exc.strerror})") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise JobError(f"{path}: the job file is not UTF-8 text") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        raise JobError(f"{path}:{line}: YAML syntax error: {exc.problem or exc}") from None
-    except yaml.YAMLError as exc:
-        raise JobError(f"{path}: YAML error: {exc}") from None
+    data, node, raw = read_yaml(path)
     if not isinstance(data, dict):
         raise JobError(f"{path}:1: the job file should be a mapping of keys (name, provider, ...)")
-    data = _interpolate(data, (), path, node, env)
+    data = interpolate(data, env, lambda loc: f"{path}:{line_of(node, loc)}: {dotted(loc)}")
+    _register_secrets(data)
     try:
         job = Job.model_validate(data)
     except ValidationError as exc:
-        raise JobError(_describe(exc, path, node)) from None
+        raise JobError(describe(exc, path, node, Job, _BY_NAME)) from None
     return LoadedJob(
-        job=job, path=path, sha256=hashlib.sha256(raw).hexdigest(), lines=_field_lines(node)
+        job=job, path=path, sha256=hashlib.sha256(raw).hexdigest(), lines=field_lines(node)
     )
+
+
+def _register_secrets(data: dict[str, Any]) -> None:
+    """Register every value of ``provider.headers`` and credentials in the base URL."""
+    provider = data.get("provider")
+    if not isinstance(provider, dict):
+        return
+    headers = provider.get("headers")
+    if isinstance(headers, dict):
+        for value in headers.values():
+            register(value if isinstance(value, str) else None)
+    url = provider.get("base_url")
+    if isinstance(url, str) and "@" in url:
+        with contextlib.suppress(ValueError):
+            parts = urllib.parse.urlsplit(url)
+            register(parts.password)
+            register(parts.username)
 
 
 def resolve_api_key(job: Job, environ: Mapping[str, str] | None = None) -> str | None:
@@ -451,6 +387,7 @@ def resolve_api_key(job: Job, environ: Mapping[str, str] | None = None) -> str |
             ) from None
         if not key:
             raise JobError(f"provider.api_key_file: {path} is empty; put the key in it")
+        register(key)
         return key
     name = job.provider.api_key_env
     if name is None:
@@ -461,161 +398,19 @@ def resolve_api_key(job: Job, environ: Mapping[str, str] | None = None) -> str |
             f"provider.api_key_env: the environment variable {name} is not set; "
             f"export {name}=<your key> before running"
         )
+    register(key)
     return key
 
 
-def _interpolate(
-    value: Any,
-    loc: tuple[str | int, ...],
-    path: Path,
-    root: yaml.Node | None,
-    env: Mapping[str, str],
-) -> Any:
-    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of the document."""
-    if isinstance(value, dict):
-        return {k: _interpolate(v, (*loc, k), path, root, env) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_interpolate(v, (*loc, i), path, root, env) for i, v in enumerate(value)]
-    if isinstance(value, str) and "${" in value:
-
-        def substitute(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
-            if name in env:
-                return env[name]
-            if default is not None:
-                return default
-            line = _line_of(root, loc)
-            raise JobError(
-                f"{path}:{line}: {_dotted(loc)}: environment variable {name} is not set; "
-                f"export it or write ${{{name}:-default}}"
-            )
-
-        return _ENV_PATTERN.sub(substitute, value)
-    return value
-
-
-def _describe(exc: ValidationError, path: Path, root: yaml.Node | None) -> str:
-    """Turn pydantic's first error into ``file:line: field: what to do``."""
-    errors = exc.errors()
-    # A misspelt key also makes the right one "missing": name the misspelling first.
-    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc = _clean_loc(first["loc"])
-    line = _line_of(root, loc)
-    field = _dotted(loc) or "(top level)"
-    if first["type"] == "extra_forbidden":
-        parent = _model_at(loc[:-1])
-        known = sorted(parent.model_fields) if parent else []
-        unknown = str(loc[-1])
-        close = difflib.get_close_matches(unknown, known, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
-        message = f"unknown key {unknown!r}; {hint}"
-    elif first["type"] == "missing":
-        message = "this key is required"
-    else:
-        message = str(first["msg"]).removeprefix("Value error, ")
-        if "input" in first and first["type"] not in {"value_error", "assertion_error"}:
-            message += f" (got {first['input']!r})"
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{path}:{line}: {field}: {message}{more}"
-
-
-def _clean_loc(loc: Sequence[str | int]) -> tuple[str | int, ...]:
-    """Drop the union tags pydantic puts into locations (``provider.http.base_url``)."""
-    parts = tuple(loc)
-    if len(parts) >= 2 and parts[0] == "provider" and parts[1] in ("mock", "http"):
-        return (parts[0], *parts[2:])
-    return parts
-
-
-def _model_at(loc: Sequence[str | int]) -> type[BaseModel] | None:
-    """The pydantic model that sits at a location of the job, for key suggestions."""
-    model: type[BaseModel] | None = Job
-    skip_key = False
-    for part in loc:
-        if isinstance(part, int) or model is None:
-            continue
-        if skip_key:  # a key of a mapping field such as prices: {model: ...}
-            skip_key = False
-            continue
-        field = model.model_fields.get(part)
-        if field is None:
-            return None
-        model = _model_of(field.annotation, part)
-        skip_key = part in _MAPPING_FIELDS
-    return model
-
-
-_MAPPING_FIELDS = frozenset({"prices"})
-
-
-def _model_of(annotation: Any, name: str) -> type[BaseModel] | None:
-    by_name: dict[str, type[BaseModel]] = {
-        "provider": HttpProvider,
-        "input": InputSpec,
-        "prompt": PromptSpec,
-        "models": ModelSpec,
-        "limits": Limits,
-        "output": OutputSpec,
-        "mock": MockSettings,
-        "messages": Turn,
-        "prices": Price,
-        "scores": ScoreSpec,
-    }
-    if name in by_name:
-        return by_name[name]
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return None
-
-
-def _line_of(root: yaml.Node | None, loc: Sequence[str | int]) -> int:
-    """The 1-based line of the deepest node of ``loc`` that exists in the YAML tree."""
-    node = root
-    line = node.start_mark.line + 1 if node is not None else 1
-    for part in loc:
-        child: yaml.Node | None = None
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                if key_node.value == str(part):
-                    child = value_node
-                    line = key_node.start_mark.line + 1
-                    break
-        elif (
-            isinstance(node, yaml.SequenceNode)
-            and isinstance(part, int)
-            and 0 <= part < len(node.value)
-        ):
-            child = node.value[part]
-            line = child.start_mark.line + 1
-        if child is None:
-            break
-        node = child
-    return line
-
-
-def _field_lines(root: yaml.Node | None) -> dict[str, int]:
-    """The 1-based line of every key in the document, by dotted path."""
-    lines: dict[str, int] = {}
-
-    def walk(node: yaml.Node, loc: tuple[str | int, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                here = (*loc, str(key_node.value))
-                lines[_dotted(here)] = key_node.start_mark.line + 1
-                walk(value_node, here)
-        elif isinstance(node, yaml.SequenceNode):
-            for index, child in enumerate(node.value):
-                here = (*loc, index)
-                lines[_dotted(here)] = child.start_mark.line + 1
-                walk(child, here)
-
-    if root is not None:
-        walk(root, ())
-    return lines
-
-
-def _dotted(loc: Sequence[str | int]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
+_BY_NAME: dict[str, type[BaseModel]] = {
+    "provider": HttpProvider,
+    "input": InputSpec,
+    "prompt": PromptSpec,
+    "models": ModelSpec,
+    "limits": Limits,
+    "output": OutputSpec,
+    "mock": MockSettings,
+    "messages": Turn,
+    "prices": Price,
+    "scores": ScoreSpec,
+}

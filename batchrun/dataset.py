@@ -2,7 +2,8 @@
 
 ``read_dataset`` promises a non-empty DataFrame with a unique, non-null
 string column ``PROMPT_ID`` first, or a ``JobError`` naming the file and
-what is wrong with it.
+what is wrong with it. Files of a folder or glob must share their columns
+unless the job sets ``input.union: true``.
 """
 
 from __future__ import annotations
@@ -25,12 +26,29 @@ def read_dataset(spec: InputSpec, base_dir: Path | None = None) -> pl.DataFrame:
     """Read every file the input names, add the prompt id column, apply ``limit``."""
     files = _resolve_files(spec, base_dir or Path.cwd())
     frames = [_read_one(path, spec.format) for path in files]
+    if not spec.union:
+        _check_same_columns(files, frames)
     frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
     if frame.height == 0:
         raise JobError(f"input.path: {spec.path} has no rows; give a file with at least one prompt")
     if spec.limit is not None:
         frame = frame.head(spec.limit)
     return _with_prompt_id(frame, spec)
+
+
+def _check_same_columns(files: list[Path], frames: list[pl.DataFrame]) -> None:
+    """``JobError`` naming two files whose columns differ, unless the job unions them."""
+    first = set(frames[0].columns)
+    for path, frame in zip(files[1:], frames[1:], strict=True):
+        columns = set(frame.columns)
+        if columns != first:
+            differing = sorted(first ^ columns)
+            raise JobError(
+                f"{files[0].name} and {path.name} have different columns "
+                f"({', '.join(differing[:5])}); make them match, or set input.union: true "
+                "to combine them (missing cells are empty)",
+                field="input.path",
+            )
 
 
 def _resolve_files(spec: InputSpec, base_dir: Path) -> list[Path]:

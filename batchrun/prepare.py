@@ -19,7 +19,7 @@ from batchrun.dataset import read_dataset
 from batchrun.errors import JobError
 from batchrun.plan import Plan, build_plan
 from batchrun.pricing import PriceTable, load_prices
-from batchrun.templates import compile_prompt
+from batchrun.templates import compile_prompt, screen_rows
 
 # Below this much free space in the output's folder a run is refused before it starts.
 MIN_FREE_BYTES = 50 * 1024**2
@@ -87,6 +87,7 @@ def prepare(
     try:
         frame = read_dataset(job.input)
         template = compile_prompt(job.prompt)
+        frame, template = screen_rows(job, frame, template)
         plan = build_plan(job, frame, template)
         if job.scores:
             _check_scores(job, frame.columns)

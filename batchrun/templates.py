@@ -3,7 +3,10 @@
 ``compile_prompt`` promises templates that parse, reach for no Python
 internals and use only the dataset's columns; ``PromptTemplate.render``
 then turns one row into the messages that are sent, failing loudly
-(``JobError``) rather than sending a half-rendered prompt.
+(``JobError``) rather than sending a half-rendered prompt, an empty user
+message or a prompt over ``max_chars``. An empty cell renders as empty
+text, never as ``None``; ``screen_rows`` applies the job's ``input.nulls``
+before anything renders. Template work is bounded (``sandbox.py``).
 
 Most prompts are text with ``{{ column }}`` in it. Those are recognised
 without Jinja (``plain_pieces``, which gives exactly the pieces Jinja's
@@ -13,6 +16,7 @@ imported only for templates that need it.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,8 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from batchrun.config import PromptSpec
+from batchrun.config import Job, PromptSpec
+from batchrun.dataset import PROMPT_ID
 from batchrun.errors import JobError
+from batchrun.params import DEFAULT_MAX_PROMPT_CHARS
 
 if TYPE_CHECKING:
     import jinja2
@@ -43,23 +49,18 @@ _PLAIN_DTYPES = (
 
 
 def _concat(pieces: tuple[tuple[bool, str], ...]) -> pl.Expr:
-    """The text of one turn; a null value renders as Jinja renders it: ``None``."""
+    """The text of one turn; a null value renders as empty text, as in Jinja here."""
     parts = [
-        pl.col(text).cast(pl.String).fill_null("None") if is_column else pl.lit(text)
+        pl.col(text).cast(pl.String).fill_null("") if is_column else pl.lit(text)
         for is_column, text in pieces
     ]
     return pl.concat_str(parts) if parts else pl.lit("")
 
 
 def _environment() -> SandboxedEnvironment:
-    import jinja2
-    from jinja2.sandbox import SandboxedEnvironment
+    from batchrun.sandbox import bounded_environment
 
-    return SandboxedEnvironment(
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=False,
-    )
+    return bounded_environment()
 
 
 @dataclass(slots=True)
@@ -82,8 +83,13 @@ class _Turn:
 class PromptTemplate:
     """The compiled turns of a job's prompt."""
 
-    def __init__(self, turns: list[_Turn]) -> None:
+    def __init__(self, turns: list[_Turn], max_chars: int = DEFAULT_MAX_PROMPT_CHARS) -> None:
         self._turns = turns
+        self.max_chars = max_chars
+
+    def limited(self, max_chars: int) -> PromptTemplate:
+        """The same templates, refusing rendered prompts over ``max_chars`` characters."""
+        return PromptTemplate(self._turns, max_chars)
 
     @property
     def variables(self) -> frozenset[str]:
@@ -112,6 +118,8 @@ class PromptTemplate:
         columns qualify; the JSON is byte for byte what ``render`` plus
         ``json.dumps`` would give, so request keys do not depend on the path.
         """
+        if not self.variables:
+            return self._constant(frame)
         if any(turn.pieces is None for turn in self._turns):
             return None
         for turn in self._turns:
@@ -135,19 +143,75 @@ class PromptTemplate:
         messages = pl.concat_str([pl.lit("["), *joined, pl.lit("]")]).alias("messages")
         users = [c for c, t in zip(contents, self._turns, strict=True) if t.role == "user"]
         prompt = (users[-1] if users else pl.lit("")).alias("prompt")
-        out = frame.select(messages, prompt)
+        size = pl.sum_horizontal([c.str.len_chars() for c in contents]).alias("size")
+        out = frame.select(messages, prompt, size)
+        ids = frame.get_column(PROMPT_ID) if PROMPT_ID in frame.columns else None
+        self._check_sizes(out.get_column("prompt"), out.get_column("size"), ids)
         return out.get_column("messages"), out.get_column("prompt")
+
+    def _constant(self, frame: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
+        """Messages and prompt of templates that read no column: one render, every row."""
+        first = str(frame.get_column(PROMPT_ID)[0]) if PROMPT_ID in frame.columns else ""
+        messages = self.render({}, first)
+        encoded = json.dumps(messages, ensure_ascii=False, separators=(",", ":"))
+        users = [m["content"] for m in messages if m["role"] == "user"]
+        return (
+            pl.Series("messages", [encoded], dtype=pl.String).extend_constant(
+                encoded, frame.height - 1
+            ),
+            pl.Series("prompt", [users[-1] if users else ""], dtype=pl.String).extend_constant(
+                users[-1] if users else "", frame.height - 1
+            ),
+        )
+
+    def _check_sizes(self, prompts: pl.Series, sizes: pl.Series, ids: pl.Series | None) -> None:
+        """``JobError`` naming the first row whose user message is empty or prompt too long."""
+        empty = prompts.str.strip_chars().str.len_chars() == 0
+        if self._has_user and empty.any():
+            row = int(empty.arg_true()[0])
+            raise self._empty_error(str(ids[row]) if ids is not None else str(row))
+        over = sizes > self.max_chars
+        if over.any():
+            row = int(over.arg_true()[0])
+            raise self._size_error(str(ids[row]) if ids is not None else str(row), int(sizes[row]))
+
+    @property
+    def _has_user(self) -> bool:
+        return any(turn.role == "user" for turn in self._turns)
+
+    def _empty_error(self, prompt_id: str) -> JobError:
+        where = next(t.where for t in reversed(self._turns) if t.role == "user")
+        return JobError(
+            f"row {prompt_id!r}: the user message renders empty; fill the row's cells "
+            "or change the template",
+            field=where,
+        )
+
+    def _size_error(self, prompt_id: str, size: int) -> JobError:
+        return JobError(
+            f"row {prompt_id!r}: the rendered prompt is {size:,} characters, over "
+            f"limits.max_prompt_chars ({self.max_chars:,}); shorten the row or raise the limit",
+            field="prompt",
+        )
 
     def render(self, row: Mapping[str, Any], prompt_id: str = "") -> list[Message]:
         """The messages for one row; ``JobError`` when a template cannot render it."""
         import jinja2
 
+        from batchrun.sandbox import TemplateTooCostly
+
         messages: list[Message] = []
+        size = 0
+        if None in row.values():  # an empty cell is empty text, in filters and tests too
+            row = {name: "" if value is None else value for name, value in row.items()}
         for turn in self._turns:
             try:
                 content = turn.compiled().render(row)
-            except jinja2.exceptions.SecurityError as exc:
-                raise JobError(f"{turn.where}: refused by the sandbox: {exc}") from None
+            except (jinja2.exceptions.SecurityError, TemplateTooCostly) as exc:
+                raise JobError(
+                    f"{turn.where}: row {prompt_id!r} cannot be rendered: "
+                    f"refused by the sandbox: {exc}"
+                ) from None
             except jinja2.exceptions.UndefinedError as exc:
                 raise JobError(
                     f"{turn.where}: row {prompt_id!r}: {exc.message}; "
@@ -157,8 +221,55 @@ class PromptTemplate:
                 raise JobError(
                     f"{turn.where}: row {prompt_id!r} cannot be rendered: {exc}"
                 ) from None
+            if turn.role == "user" and turn is self._last_user and not content.strip():
+                raise self._empty_error(prompt_id)
+            size += len(content)
+            if size > self.max_chars:
+                raise self._size_error(prompt_id, size)
             messages.append({"role": turn.role, "content": content})
         return messages
+
+    @property
+    def _last_user(self) -> _Turn | None:
+        return next((t for t in reversed(self._turns) if t.role == "user"), None)
+
+
+def screen_rows(
+    job: Job, frame: pl.DataFrame, template: PromptTemplate
+) -> tuple[pl.DataFrame, PromptTemplate]:
+    """The rows to render under the job's ``input.nulls``, and the template with its limits.
+
+    An empty cell in a column the templates read is an error naming the row
+    and the column (``nulls: error``, the default), drops its row
+    (``skip``) or renders as empty text (``empty``). A column empty in
+    every row is left for the plan to refuse as a whole.
+    """
+    used = [
+        c
+        for c in sorted(template.variables)
+        if c in frame.columns and 0 < frame.get_column(c).null_count() < frame.height
+    ]
+    policy = job.input.nulls
+    if used and policy == "error":
+        for column in used:
+            row = int(frame.get_column(column).is_null().arg_true()[0])
+            prompt_id = frame.get_column(PROMPT_ID)[row] if PROMPT_ID in frame.columns else row
+            raise JobError(
+                f"row {prompt_id!r}: column {column!r} is empty; fill it, or set input.nulls: "
+                "skip (leave such rows out) or empty (render the cell as empty text)",
+                field="input",
+            )
+    if used and policy == "skip":
+        frame = frame.filter(pl.all_horizontal(pl.col(c).is_not_null() for c in used))
+        if frame.height == 0:
+            raise JobError(
+                "input.nulls is skip and every row has an empty cell in the columns the "
+                f"templates read ({', '.join(used)}); nothing is left to send",
+                field="input",
+            )
+    elif used and policy == "empty":
+        frame = frame.with_columns(pl.col(c).cast(pl.String).fill_null("") for c in used)
+    return frame, template.limited(job.limits.max_prompt_chars)
 
 
 def compile_prompt(spec: PromptSpec) -> PromptTemplate:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import secrets
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +19,14 @@ from click.testing import CliRunner, Result
 from batchrun.cli import main
 from batchrun.gateway import GatewaySettings, GatewayThread
 
-TEST_KEY = "sk-testKEY0123456789abcdefSECRET"
+# A fresh sentinel per session: it is the key of every test, so finding it in any
+# file or output of the suite (``pytest_sessionfinish``) means the key leaked.
+SENTINEL = secrets.token_hex(12)
+TEST_KEY = f"sk-sentinel-{SENTINEL}"
 KEY_ENV = "BATCHRUN_TEST_KEY"
+# Every variable a test or an example job names as its key holds the sentinel.
+SENTINEL_ENVS = (KEY_ENV, "AIHUBMIX_API_KEY")
+_CAPTURED: list[str] = []
 
 
 @pytest.fixture(autouse=True)
@@ -93,4 +104,84 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
     return runner.invoke(main, list(args), env=env, catch_exceptions=False)
 
 
-__all__ = ["KEY_ENV", "TEST_KEY", "invoke", "job_dict", "make_prompts", "write_job"]
+def find_sentinel(root: Path, texts: list[str], sentinel: str = SENTINEL) -> list[str]:
+    """Where ``sentinel`` occurs: files under ``root`` (Parquet decoded) and ``texts``."""
+    import polars as pl
+
+    found = [f"captured output #{i}" for i, text in enumerate(texts) if sentinel in text]
+    for path in root.rglob("*"):
+        if not path.is_file() or path.is_symlink():
+            continue
+        if path.suffix == ".parquet":
+            try:
+                text = pl.read_parquet(path).write_ndjson()
+            except Exception:  # a part being written or a deliberately broken file
+                text = path.read_bytes().decode("utf-8", errors="replace")
+        else:
+            text = path.read_bytes().decode("utf-8", errors="replace")
+            if path.suffix == ".json" and "\\u" in text:
+                with contextlib.suppress(ValueError):
+                    text += json.dumps(json.loads(text), ensure_ascii=False)
+        if sentinel in text:
+            found.append(str(path))
+    return found
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _sentinel_everywhere() -> Iterator[None]:
+    """The sentinel key in every key variable, and every CLI result's output recorded."""
+    saved = {name: os.environ.get(name) for name in SENTINEL_ENVS}
+    os.environ.update(dict.fromkeys(SENTINEL_ENVS, TEST_KEY))
+    original = CliRunner.invoke
+
+    def recording(self: CliRunner, *args: Any, **kwargs: Any) -> Result:
+        result = original(self, *args, **kwargs)
+        _CAPTURED.append(result.output)
+        return result
+
+    CliRunner.invoke = recording  # type: ignore[method-assign]
+    yield
+    CliRunner.invoke = original  # type: ignore[method-assign]
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Keep what pytest captured of each test (stdout, stderr, logs, failures) for the scan."""
+    _CAPTURED.extend(text for _, text in report.sections)
+    if report.failed:
+        _CAPTURED.append(report.longreprtext)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if the sentinel key is in any file under the base temp or any output."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None or getattr(session.config, "workerinput", None) is not None:
+        return
+    started = time.monotonic()
+    leaks = find_sentinel(factory.getbasetemp(), _CAPTURED)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if leaks:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if reporter is not None:
+            reporter.write_line(f"the sentinel key leaked into: {', '.join(leaks[:20])}", red=True)
+    elif reporter is not None:
+        reporter.write_line(
+            f"sentinel key scan: clean ({len(_CAPTURED)} outputs, "
+            f"{time.monotonic() - started:.1f} s)"
+        )
+
+
+__all__ = [
+    "KEY_ENV",
+    "SENTINEL",
+    "TEST_KEY",
+    "find_sentinel",
+    "invoke",
+    "job_dict",
+    "make_prompts",
+    "write_job",
+]

@@ -104,13 +104,13 @@ def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:
 
 
 def test_env_interpolation(tmp_path: Path) -> None:
-    """${VAR} and ${VAR:-default} are filled from the environment."""
+    """${VAR} and ${VAR:-default} are filled from the environment (in paths)."""
     text = GOOD.replace("data.parquet", "${DATA_DIR}/data.parquet").replace(
-        "name: capitals", "name: ${JOB_NAME:-capitals}"
+        "results/{name}", "${OUT_DIR:-results}/{name}"
     )
     loaded = load_job(write(tmp_path, text), environ={"DATA_DIR": "/srv"})
     assert loaded.job.input.path == "/srv/data.parquet"
-    assert loaded.job.name == "capitals"
+    assert loaded.job.output.path == "results/{name}-{date}.parquet"
 
 
 def test_env_interpolation_unset(tmp_path: Path) -> None:
@@ -159,3 +159,75 @@ def test_mock_settings_error_path(tmp_path: Path) -> None:
     )
     message = error_of(tmp_path, text)
     assert ":4: provider.mock.latency_ms:" in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "HTTP://127.0.0.1:8080/v1",
+        "http://0x7f000001:8080/v1",
+        "http://2130706433/v1",
+        "http://127.1/v1",
+        "http://[::ffff:127.0.0.1]:9/v1",
+        "http://LOCALHOST:9/v1",
+    ],
+)
+def test_check_base_url_reads_loopback_however_written(url: str) -> None:
+    """Integer, hex, short and mapped forms of 127.0.0.1 are loopback; schemes any case."""
+    from batchrun.params import check_base_url
+
+    assert check_base_url(url).startswith("http://")
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("HTTP://example.com/v1", "plain http:// to example.com"),
+        ("http://0x08080808/v1", "plain http:// to 0x08080808"),
+        ("http://134744072/v1", "plain http:// to 134744072"),
+        ("https://me:s3cr3t-passw0rd@example.com/v1", "the URL holds credentials"),
+        ("https://example.com /v1", "spaces or control characters"),
+        ("https://example.com:99999999/v1", "has a malformed port"),
+    ],
+)
+def test_check_base_url_refuses_in_one_line(url: str, expected: str) -> None:
+    """What the guard refuses, as one line naming the flag it came from; no password."""
+    from batchrun.params import check_base_url
+
+    with pytest.raises(JobError) as info:
+        check_base_url(url, field="--base-url")
+    message = str(info.value)
+    assert message.startswith("--base-url: ") and expected in message
+    assert "s3cr3t" not in message and "\n" not in message
+
+
+def test_yaml_anchor_is_refused_at_its_alias(tmp_path: Path) -> None:
+    """Even a harmless alias is refused, at the line of the alias."""
+    text = GOOD.replace("params: {temperature: 0, max_tokens: 256}", "params: &p {temperature: 0}")
+    text = text.replace("    params: {temperature: 0.2}", "    params: *p")
+    message = error_of(tmp_path, text)
+    assert ":13: YAML aliases (*p) are not allowed in a job file" in message
+
+
+def test_yaml_duplicate_nested_key_names_both_lines(tmp_path: Path) -> None:
+    """A key given twice inside a mapping is refused at the second, naming the first."""
+    text = GOOD.replace("  path: data.parquet\n", "  path: data.parquet\n  path: other.parquet\n")
+    message = error_of(tmp_path, text)
+    assert ":7: the key 'path' is given twice in one mapping (first on line 6)" in message
+
+
+def test_env_variables_fill_headers_and_key_file(tmp_path: Path) -> None:
+    """Headers and the key file may come from the environment; they are provider fields."""
+    text = GOOD.replace(
+        "  api_key_env: MY_KEY\n", '  api_key_file: ${KEYS}/key\n  headers: {X-Team: "${TEAM}"}\n'
+    )
+    job = load_job(write(tmp_path, text), environ={"KEYS": "/run/keys", "TEAM": "red"}).job
+    assert job.provider.api_key_file == "/run/keys/key"  # type: ignore[union-attr]
+    assert job.provider.headers == {"X-Team": "red"}  # type: ignore[union-attr]
+
+
+def test_header_value_is_never_quoted(tmp_path: Path) -> None:
+    """A bad header value is described without being quoted: headers hold secrets."""
+    text = GOOD.replace("  api_key_env: MY_KEY\n", "  headers: {X-Token: [hdr-secret-0987]}\n")
+    message = error_of(tmp_path, text)
+    assert "provider.headers.X-Token" in message and "hdr-secret-0987" not in message

@@ -130,3 +130,13 @@ def test_bad_input(tmp_path: Path, setup, spec: InputSpec, expected: str) -> Non
         read_dataset(spec, tmp_path)
     assert expected in str(info.value)
     assert str(info.value).startswith("input.")
+
+
+def test_mixed_columns_in_a_glob_are_refused_unless_union(tmp_path: Path) -> None:
+    """Files of a glob must share their columns; union: true combines them."""
+    pl.DataFrame({"q": ["a"]}).write_csv(tmp_path / "a.csv")
+    pl.DataFrame({"q": ["b"], "extra": [1]}).write_csv(tmp_path / "b.csv")
+    with pytest.raises(JobError, match=r"a.csv and b.csv have different columns \(extra\)"):
+        read_dataset(InputSpec(path="*.csv"), tmp_path)
+    frame = read_dataset(InputSpec(path="*.csv", union=True), tmp_path)
+    assert frame.height == 2 and "extra" in frame.columns

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,7 +10,7 @@ from conftest import TEST_KEY, invoke, job_dict, make_prompts, write_job
 
 from batchrun.gateway import GatewayThread
 from batchrun.gateway.faults import describe_faults
-from batchrun.redact import redact
+from batchrun.redact import SecretRegistry, excerpt, redact, register, secrets
 
 SECRET_PARTS = (TEST_KEY, TEST_KEY.removeprefix("sk-"))
 
@@ -78,3 +78,97 @@ def test_redact_masks_key_shapes(text: str) -> None:
     assert "[redacted]" in masked
     for secret in ("sk-abcdef123456", "abc123secret", "zzzz9999", "ABCDEFGHIJ0123"):
         assert secret not in masked
+
+
+@pytest.fixture
+def registry() -> Iterator[SecretRegistry]:
+    """The process-wide secret registry, emptied before and after the test."""
+    secrets.clear()
+    yield secrets
+    secrets.clear()
+
+
+def test_registered_secrets_are_redacted_everywhere(registry: SecretRegistry) -> None:
+    """Every registered secret (key, access token, header value) is masked in any text."""
+    register("tok-access-0123456789")
+    register("hdr-value-secret-42")
+    register("short")  # under the minimum: ordinary words are left alone
+    text = "token tok-access-0123456789 and header hdr-value-secret-42, short"
+    assert redact(text) == "token [redacted] and header [redacted], short"
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("could not check the model list (Authorization: Bearer abc.def-ghi)", "abc.def-ghi"),
+        ('{"headers": {"x-api-key": "anthropic-key-zz"}}', "anthropic-key-zz"),
+        ("x-api-key: qwerty-123456", "qwerty-123456"),
+        ("GET http://admin:pa55word@host/v1 failed", "pa55word"),
+        ("access_token=deadbeefcafe", "deadbeefcafe"),
+    ],
+)
+def test_generic_key_shapes_are_redacted(text: str, secret: str) -> None:
+    """Bearer tokens, x-api-key values, URL credentials and access tokens are masked unknown."""
+    assert secret not in redact(text)
+
+
+def test_excerpt_redacts_before_it_cuts(registry: SecretRegistry) -> None:
+    """A key that straddles the cut is masked whole, not left half in the excerpt."""
+    register(TEST_KEY)
+    text = "e" * 70 + TEST_KEY + "f" * 1000
+    short = excerpt(text, limit=80)
+    assert TEST_KEY[:10] not in short and TEST_KEY[-10:] not in short
+    assert "1,0" in short  # the length of what was cut is told
+
+
+def test_redact_masks_a_key_cut_by_earlier_truncation(registry: SecretRegistry) -> None:
+    """Text already cut inside a known key (``...sk-sentinel-ab…``) loses the key's start."""
+    register(TEST_KEY)
+    cut = "invalid token " + TEST_KEY[:20] + "…"
+    assert TEST_KEY[:20] not in redact(cut)
+
+
+def test_excerpt_of_a_huge_value_is_short() -> None:
+    """A 10 MB value is quoted as about 80 characters and its length."""
+    short = excerpt("v" * 10_000_000)
+    assert len(short) < 120 and "10,000,000 chars" in short
+
+
+def test_loading_a_job_registers_header_values(registry: SecretRegistry, tmp_path: Path) -> None:
+    """Values of provider.headers are secrets from the moment the job is loaded."""
+    from batchrun.config import load_job, resolve_api_key
+
+    job = job_dict("https://gw.example.com/v1")
+    job["provider"]["headers"] = {"X-Tenant-Token": "tenant-secret-123456"}
+    write_job(tmp_path / "job.yaml", job)
+    loaded = load_job(tmp_path / "job.yaml")
+    assert "tenant-secret-123456" in registry
+    assert resolve_api_key(loaded.job) == TEST_KEY
+    assert TEST_KEY in registry
+    assert "[redacted]" in redact(f"echo tenant-secret-123456 {TEST_KEY}")
+
+
+def test_sentinel_scan_finds_the_key_in_every_kind_of_file() -> None:
+    """The suite-wide scan finds the sentinel in Parquet, JSON, HTML, text and outputs."""
+    import tempfile
+
+    import polars as pl
+    from conftest import SENTINEL, find_sentinel
+
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        assert find_sentinel(root, ["clean"]) == []
+        pl.DataFrame({"error_message": [f"bad key {TEST_KEY}"] * 50}).write_parquet(
+            root / "r.parquet", compression="zstd"
+        )
+        (root / "m.json").write_text(
+            '{"k": "' + "".join(f"\\u{ord(c):04x}" for c in SENTINEL) + '"}'
+        )
+        (root / "r.html").write_text(f"<td>{TEST_KEY}</td>")
+        found = find_sentinel(root, ["clean", f"printed {TEST_KEY}"])
+    assert sorted(Path(f).name if "/" in f else f for f in found) == [
+        "captured output #1",
+        "m.json",
+        "r.html",
+        "r.parquet",
+    ]

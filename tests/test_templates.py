@@ -188,3 +188,65 @@ def test_plain_template_renders_without_jinja() -> None:
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Q: 2+2"},
     ]
+
+
+def test_template_reading_no_column_renders_every_row() -> None:
+    """A Jinja template that reads no column gives one message per row, not zero rows."""
+    import polars as pl
+
+    frame = pl.DataFrame({"prompt_id": ["a", "b", "c"], "q": ["x", "y", "z"]})
+    for source in ("{% if true %}hi{% endif %}", "hi"):
+        fast = compile_prompt(PromptSpec(system="S", user=source)).render_columns(frame)
+        assert fast is not None
+        messages, prompts = fast
+        assert prompts.to_list() == ["hi"] * 3
+        assert (
+            messages.to_list()
+            == ['[{"role":"system","content":"S"},{"role":"user","content":"hi"}]'] * 3
+        )
+
+
+def test_null_cell_renders_as_empty_text_never_none() -> None:
+    """A null value renders as empty text in Jinja and in the vectorised path alike."""
+    import polars as pl
+
+    frame = pl.DataFrame({"q": ["x", None], "n": [1, 2]})
+    template = compile_prompt(PromptSpec(user="Q: {{ q }} {{ n }}"))
+    fast = template.render_columns(frame)
+    assert fast is not None and fast[1].to_list() == ["Q: x 1", "Q:  2"]
+    jinja = compile_prompt(PromptSpec(user="Q: {{ q | trim }}{% if n %} {{ n }}{% endif %}"))
+    assert jinja.render({"q": None, "n": 2})[0]["content"] == "Q:  2"
+
+
+def test_range_budget_is_per_render() -> None:
+    """Loops add up within one row, and the budget starts afresh for the next row."""
+    template = compile_prompt(PromptSpec(user="{% for i in range(n) %}.{% endfor %}")).limited(
+        10**6
+    )
+    for _ in range(3):
+        assert len(template.render({"n": 900_000})[0]["content"]) == 900_000
+    with pytest.raises(JobError, match="refused by the sandbox: the template loops"):
+        compile_prompt(
+            PromptSpec(
+                user="{% for i in range(n) %}{% for j in range(n) %}{% endfor %}{% endfor %}"
+            )
+        ).render({"n": 2000}, "p9")
+
+
+def test_str_format_with_a_huge_width_is_refused() -> None:
+    """``'{:>999999999}'.format(x)`` and the format filter are bounded like ``%``."""
+    for source in ("{{ '{:>999999999}'.format(q) }}", "{{ '%999999999s' | format(q) }}"):
+        with pytest.raises(JobError, match="refused by the sandbox: a format with a width"):
+            compile_prompt(PromptSpec(user=source)).render({"q": "x"}, "p1")
+
+
+def test_render_refuses_a_prompt_over_max_chars() -> None:
+    """Both render paths name the row whose prompt is over the template's limit."""
+    import polars as pl
+
+    template = compile_prompt(PromptSpec(user="{{ q }}")).limited(10)
+    frame = pl.DataFrame({"prompt_id": ["ok", "long"], "q": ["short", "x" * 11]})
+    with pytest.raises(JobError, match="row 'long': the rendered prompt is 11 characters"):
+        template.render_columns(frame)
+    with pytest.raises(JobError, match="row 'long': the rendered prompt is 11 characters"):
+        template.render({"q": "x" * 11}, "long")
