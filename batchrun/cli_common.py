@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from batchrun.errors import BatchrunError, OutputError
+from batchrun.redact import redact
 
 T = TypeVar("T")
 
@@ -32,8 +33,8 @@ class Failure(click.ClickException):
         return self.code
 
     def show(self, file: Any = None) -> None:
-        """Print ``batchrun: error: <message>`` on stderr."""
-        click.echo(f"batchrun: error: {self.message}", err=True)
+        """Print ``batchrun: error: <message>`` on stderr, secrets masked."""
+        click.echo(f"batchrun: error: {redact(self.message)}", err=True)
 
 
 def writing(path: Path, write: Callable[[], T]) -> T:
@@ -56,4 +57,4 @@ def guard(debug: bool, action: Callable[[], T]) -> T:
     except BatchrunError as exc:
         if debug:
             traceback.print_exc()
-        raise Failure(str(exc), exc.exit_code) from None
+        raise Failure(redact(str(exc)), exc.exit_code) from None

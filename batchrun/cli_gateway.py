@@ -61,7 +61,14 @@ def _gateway_target(
             raise loaded.locate(exc) from None
         url = "the built-in gateway" if isinstance(loaded.job.provider, MockProvider) else None
         return loaded.job, url, key, prepared
+    from batchrun.params import check_base_url
+    from batchrun.redact import secrets
+
+    assert base_url is not None
+    base_url = check_base_url(base_url, field="--base-url")
     key = os.environ.get(api_key_env, "").strip() if api_key_env else None
+    if key:
+        secrets.register(key)
     if api_key_env and not key:
         raise Failure(
             f"--api-key-env: the environment variable {api_key_env} is not set", EXIT_USAGE
@@ -123,6 +130,10 @@ def balance(
     def go() -> tuple[Any, Any]:
         target, url, key, prepared = _gateway_target(job, base_url, api_key_env, with_plan=True)
         token = os.environ.get(access_token_env, "").strip() if access_token_env else None
+        if token:
+            from batchrun.redact import secrets
+
+            secrets.register(token)
         if access_token_env and not token:
             raise Failure(
                 f"--access-token-env: the environment variable {access_token_env} is not set",

@@ -16,6 +16,7 @@ import click
 
 from batchrun.prepare import Prepared
 from batchrun.progress import BarProgress, LineProgress, Progress, QuietProgress
+from batchrun.redact import redact
 from batchrun.run_report import Ending, RunReport
 from batchrun.summary import format_table
 
@@ -49,7 +50,12 @@ class Console:
         self._bar: BarProgress | None = None
 
     def line(self, text: str) -> None:
-        """Print one line: above the bar if one is live, stamped when not on a terminal."""
+        """Print one line: above the bar if one is live, stamped when not on a terminal.
+
+        Every line passes through ``redact`` first: no secret the process
+        holds reaches a terminal or a log.
+        """
+        text = redact(text)
         if self._bar is not None:
             self._bar.write(text)
             return
@@ -174,7 +180,7 @@ def report_json(report: RunReport, manifest: str) -> str:
         "scores": report.scores,
         "exit_reason": report.exit_reason,
     }
-    return json.dumps(payload, default=str, indent=2)
+    return redact(json.dumps(payload, default=str, indent=2))
 
 
 def show_plan(prepared: Prepared) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchrun import __version__
+from batchrun.redact import redact
 
 if TYPE_CHECKING:
     from batchrun.run_report import RunReport
@@ -78,7 +79,7 @@ def write_manifest(report: RunReport) -> Path:
     document = {"latest": entry, "history": history[-HISTORY:]}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with tmp.open("w", encoding="utf-8") as handle:
-        handle.write(json.dumps(document, indent=2, default=str))
+        handle.write(redact(json.dumps(document, indent=2, default=str)))
         handle.flush()
         os.fsync(handle.fileno())
     tmp.replace(path)

@@ -311,3 +311,16 @@ def test_unknown_params_pass_through(gateway: GatewayThread) -> None:
     job = job_dict(gateway.url, params={"temperature": 0.5, "reasoning_effort": "low"})
     write_job(Path("job.yaml"), job)
     assert invoke("validate", "job.yaml").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["HTTP://example.com/v1", "http://user:pw@example.com/v1", "http://0x08080808/v1"],
+)
+def test_models_and_balance_check_base_url_like_a_job(url: str) -> None:
+    """`models` and `balance` with --base-url refuse what a job's base_url refuses."""
+    for command in ("models", "balance"):
+        result = invoke(command, "--base-url", url)
+        assert result.exit_code == 2, (command, result.output)
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+        assert "--base-url" in result.stderr and "pw" not in result.stderr

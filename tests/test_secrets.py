@@ -172,3 +172,57 @@ def test_sentinel_scan_finds_the_key_in_every_kind_of_file() -> None:
         "r.html",
         "r.parquet",
     ]
+
+
+def test_echoed_key_never_printed_nor_stored(tmp_path: Path) -> None:
+    """A gateway that echoes the request headers in its errors leaks no key anywhere.
+
+    Its model list fails with a JSON error quoting the Authorization header
+    (the run warns and goes on), and every answer is a 400 quoting it too.
+    """
+    import json as jsonlib
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import polars as pl
+    from conftest import KEY_ENV, TEST_KEY, invoke, job_dict, write_job
+
+    class Echo(BaseHTTPRequestHandler):
+        def _answer(self, status: int) -> None:
+            seen = f"received headers: Authorization: {self.headers.get('Authorization')}"
+            body = jsonlib.dumps({"error": {"message": seen, "type": "invalid_request"}})
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def do_GET(self) -> None:
+            self._answer(500)
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self._answer(400)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        write_job(Path("job.yaml"), job_dict(url))
+        result = invoke("run", "job.yaml", "--json")
+        models = invoke("balance", "--base-url", url, "--api-key-env", KEY_ENV)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 1
+    assert "could not check the model list" in result.stderr
+    for text in (result.stdout, result.stderr, models.stdout, models.stderr):
+        assert TEST_KEY not in text and TEST_KEY[:12] not in text
+    frame = pl.read_parquet("out/results.parquet")
+    assert frame.height == 12
+    for message in frame["error_message"].to_list():
+        assert TEST_KEY not in message and "[redacted]" in message
+    manifest = Path("out/results.parquet.manifest.json").read_text()
+    assert TEST_KEY not in manifest
