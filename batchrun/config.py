@@ -350,8 +350,41 @@ def load_job(path: str | Path, environ: Mapping[str, str] | None = None) -> Load
     except ValidationError as exc:
         raise JobError(describe(exc, path, node, Job, _BY_NAME)) from None
     return LoadedJob(
-        job=job, path=path, sha256=hashlib.sha256(raw).hexdigest(), lines=field_lines(node)
+        job=rebase(job, path.parent),
+        path=path,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        lines=field_lines(node),
     )
+
+
+def rebase(job: Job, folder: Path) -> Job:
+    """``job`` with its relative paths made relative to ``folder`` (the job file's).
+
+    A job then reads and writes the same files from whatever folder it is
+    run (cron runs in the home folder): ``input.path``, ``output.path``,
+    ``prices_file`` and ``provider.api_key_file``. Absolute paths and ``~``
+    are kept as they are.
+    """
+
+    def under(value: str) -> str:
+        expanded = Path(value).expanduser()
+        if expanded.is_absolute():
+            return str(expanded)
+        # normpath, not resolve(): "jobs/../results" reads "results", and links stay links.
+        return os.path.normpath(folder / expanded)
+
+    update: dict[str, Any] = {
+        "input": job.input.model_copy(update={"path": under(job.input.path)}),
+        "output": job.output.model_copy(update={"path": under(job.output.path)}),
+    }
+    if job.prices_file is not None:
+        update["prices_file"] = under(job.prices_file)
+    provider = job.provider
+    if isinstance(provider, HttpProvider) and provider.api_key_file is not None:
+        update["provider"] = provider.model_copy(
+            update={"api_key_file": under(provider.api_key_file)}
+        )
+    return job.model_copy(update=update)
 
 
 def _register_secrets(data: dict[str, Any]) -> None:

@@ -30,6 +30,9 @@ from batchrun.templates import PromptTemplate
 
 PROMPT_COLUMN = "prompt"
 MESSAGES_COLUMN = "messages"
+# The messages as sent, where they differ from the stored ``messages`` (a local image is
+# inlined on the wire but stored as its path). Columns named ``__*`` are not carried.
+WIRE_COLUMN = "__wire_messages"
 _CHARS_PER_TOKEN = 4
 
 
@@ -67,6 +70,11 @@ class Plan:
         self.prompts = prompts
         self._tokens = prompts.get_column(MESSAGES_COLUMN).str.len_chars() // _CHARS_PER_TOKEN + 1
         self.models = models
+
+    @property
+    def wire_column(self) -> str:
+        """The column of the messages as sent (and hashed into request keys)."""
+        return WIRE_COLUMN if WIRE_COLUMN in self.prompts.columns else MESSAGES_COLUMN
 
     @property
     def total(self) -> int:
@@ -109,7 +117,7 @@ class Plan:
         samples = range(self.job.samples)
         chosen = self.models if models is None else models
         ids_column = self.prompts.get_column(PROMPT_ID)
-        messages_column = self.prompts.get_column(MESSAGES_COLUMN)
+        messages_column = self.prompts.get_column(self.wire_column)
         for start in range(0, self.rows, self._SLICE):
             ids = ids_column.slice(start, self._SLICE).to_list()
             messages = messages_column.slice(start, self._SLICE).to_list()
@@ -223,39 +231,56 @@ IMAGE_TYPES = {
 }
 
 
-def attach_image(messages: list[Any], source: Any, prompt_id: str, detail: str | None) -> None:
-    """Turn the last user turn into text plus an image: a URL as is, a local file inlined."""
+def image_urls(source: Any, prompt_id: str, base: Path) -> tuple[str, str] | None:
+    """The image of a row as sent and as stored: a URL as is; a local file inlined, kept by path.
+
+    A relative file path is read from ``base`` (the input data's folder).
+    None when the cell is empty.
+    """
     if source is None or source == "":
-        return
+        return None
     text = str(source)
     if text.startswith(("http://", "https://", "data:")):
-        url = text
-    else:
-        path = Path(text).expanduser()
-        kind = IMAGE_TYPES.get(path.suffix.lower())
-        if kind is None:
-            raise JobError(
-                f"prompt.image_column: row {prompt_id!r}: {text!r} is neither a URL nor a "
-                f".png/.jpg/.gif/.webp file"
-            )
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise JobError(
-                f"prompt.image_column: row {prompt_id!r}: cannot read {text} "
-                f"({exc.strerror or exc})"
-            ) from None
-        url = f"data:{kind};base64," + base64.b64encode(data).decode()
+        return text, text
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        path = base / path
+    kind = IMAGE_TYPES.get(path.suffix.lower())
+    if kind is None:
+        raise JobError(
+            f"row {prompt_id!r}: {text!r} is neither a URL nor a .png/.jpg/.gif/.webp file",
+            field="prompt.image_column",
+        )
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise JobError(
+            f"row {prompt_id!r}: cannot read {path} ({exc.strerror or exc})",
+            field="prompt.image_column",
+        ) from None
+    return f"data:{kind};base64," + base64.b64encode(data).decode(), text
+
+
+def with_image(messages: list[Any], url: str, detail: str | None) -> list[Any]:
+    """``messages`` with the last user turn as text plus the image at ``url`` (a copy)."""
     image: dict[str, Any] = {"url": url}
     if detail:
         image["detail"] = detail
-    for message in reversed(messages):
+    changed = [dict(message) for message in messages]
+    for message in reversed(changed):
         if message["role"] == "user":
             message["content"] = [
                 {"type": "text", "text": message["content"]},
                 {"type": "image_url", "image_url": image},
             ]
-            return
+            break
+    return changed
+
+
+def data_folder(input_path: str) -> Path:
+    """The folder relative file paths in the input's cells are read from."""
+    path = Path(input_path)
+    return path if path.is_dir() else path.parent
 
 
 def build_plan(job: Job, frame: pl.DataFrame, template: PromptTemplate) -> Plan:
@@ -277,23 +302,49 @@ def build_plan(job: Job, frame: pl.DataFrame, template: PromptTemplate) -> Plan:
     fast = template.render_columns(frame) if image_column is None else None
     if fast is not None:
         messages_series, prompt_series = fast
+        wire_series = None
     else:
-        messages_json: list[str] = []
-        prompts: list[str] = []
-        ids = frame.get_column(PROMPT_ID).to_list()
-        columns = sorted({*used, *([image_column] if image_column else [])})
-        for prompt_id, row in zip(ids, frame.select(columns).iter_rows(named=True), strict=True):
-            messages: list[Any] = template.render(row, prompt_id)
-            if image_column is not None:
-                attach_image(messages, row[image_column], prompt_id, job.prompt.image_detail)
-            messages_json.append(json.dumps(messages, ensure_ascii=False, separators=(",", ":")))
-            prompts.append(_user_text(messages))
-        messages_series = pl.Series(MESSAGES_COLUMN, messages_json, dtype=pl.String)
-        prompt_series = pl.Series(PROMPT_COLUMN, prompts, dtype=pl.String)
+        messages_series, wire_series, prompt_series = _render_rows(job, frame, template, used)
     carried = frame.with_columns(
         prompt_series.alias(PROMPT_COLUMN), messages_series.alias(MESSAGES_COLUMN)
     )
+    if wire_series is not None:
+        carried = carried.with_columns(wire_series.alias(WIRE_COLUMN))
     models = [
         plan_model(i, spec, job.params, job.stream, job.api) for i, spec in enumerate(job.models)
     ]
     return Plan(job, carried, models)
+
+
+def _render_rows(
+    job: Job, frame: pl.DataFrame, template: PromptTemplate, used: list[str]
+) -> tuple[pl.Series, pl.Series | None, pl.Series]:
+    """Render row by row: the stored messages, the sent ones (if they differ), the prompts."""
+    stored: list[str] = []
+    wire: list[str] = []
+    prompts: list[str] = []
+    image_column = job.prompt.image_column
+    base = data_folder(job.input.path)
+    ids = frame.get_column(PROMPT_ID).to_list()
+    columns = sorted({*used, *([image_column] if image_column else [])})
+    for prompt_id, row in zip(ids, frame.select(columns).iter_rows(named=True), strict=True):
+        messages: list[Any] = template.render(row, prompt_id)
+        sent = messages
+        if image_column is not None:
+            urls = image_urls(row[image_column], prompt_id, base)
+            if urls is not None:
+                sent = with_image(messages, urls[0], job.prompt.image_detail)
+                messages = with_image(messages, urls[1], job.prompt.image_detail)
+        stored.append(_json(messages))
+        wire.append(_json(sent))
+        prompts.append(_user_text(messages))
+    differs = stored != wire
+    return (
+        pl.Series(MESSAGES_COLUMN, stored, dtype=pl.String),
+        pl.Series(WIRE_COLUMN, wire, dtype=pl.String) if differs else None,
+        pl.Series(PROMPT_COLUMN, prompts, dtype=pl.String),
+    )
+
+
+def _json(messages: list[Any]) -> str:
+    return json.dumps(messages, ensure_ascii=False, separators=(",", ":"))

@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from batchrun.dataset import PROMPT_ID
-from batchrun.plan import MESSAGES_COLUMN, Plan, request_key
+from batchrun.plan import Plan, request_key
 from batchrun.store import part_files, write_parquet_atomic
 
 
@@ -39,7 +39,7 @@ def fingerprint(plan: Plan) -> str:
     digest = hashlib.blake2b(digest_size=16)
     for model in plan.models:
         digest.update(model.name.encode() + b"\x00" + model.key_prefix + b"\x00")
-    prompts = plan.prompts.select(PROMPT_ID, MESSAGES_COLUMN)
+    prompts = plan.prompts.select(PROMPT_ID, plan.wire_column)
     digest.update(f"{plan.job.samples}:{prompts.height}:{pl.__version__}:".encode())
     digest.update(str(prompts.hash_rows(seed=0).sum()).encode())
     return digest.hexdigest()
@@ -96,7 +96,7 @@ def _superseded(sources: list[Path], plan: Plan) -> set[str]:
             how="vertical_relaxed",
         )
         .filter(pl.col("model").is_in(list(prefixes)))
-        .join(plan.prompts.lazy().select(PROMPT_ID, MESSAGES_COLUMN), on=PROMPT_ID)
+        .join(plan.prompts.lazy().select(PROMPT_ID, plan.wire_column), on=PROMPT_ID)
         .collect()
     )
     samples = plan.job.samples

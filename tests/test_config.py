@@ -110,7 +110,8 @@ def test_env_interpolation(tmp_path: Path) -> None:
     )
     loaded = load_job(write(tmp_path, text), environ={"DATA_DIR": "/srv"})
     assert loaded.job.input.path == "/srv/data.parquet"
-    assert loaded.job.output.path == "results/{name}-{date}.parquet"
+    # Relative paths are the job file's folder's (issue 18).
+    assert loaded.job.output.path == str(tmp_path / "results/{name}-{date}.parquet")
 
 
 def test_env_interpolation_unset(tmp_path: Path) -> None:

@@ -52,7 +52,9 @@ def check_embeddings(frame: pl.DataFrame) -> None:
 
 def check_vision(frame: pl.DataFrame) -> None:
     assert frame["response"].str.contains("I see 1 image").all()
-    assert frame["messages"].str.contains("data:image/png;base64,").all()
+    # The request inlines the local image; the stored messages name it (issue 18).
+    assert frame["messages"].str.contains('"url":"images/').all()
+    assert not frame["messages"].str.contains("base64").any()
 
 
 def check_tools(frame: pl.DataFrame) -> None:

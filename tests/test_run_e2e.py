@@ -158,14 +158,15 @@ def test_max_failures_percentage(start_gateway: Callable[..., GatewayThread]) ->
 def test_demo_job_runs_as_shipped(tmp_path: Path) -> None:
     """jobs/demo.yaml writes 150 ok rows with usage and latency, and a rerun keeps 150."""
     shutil.copytree(REPO / "sample_data", tmp_path / "sample_data")
-    shutil.copy(REPO / "jobs" / "demo.yaml", tmp_path / "demo.yaml")
-    result = invoke("run", "demo.yaml")
+    (tmp_path / "jobs").mkdir()
+    shutil.copy(REPO / "jobs" / "demo.yaml", tmp_path / "jobs" / "demo.yaml")
+    result = invoke("run", "jobs/demo.yaml")
     assert result.exit_code == 0, result.output
     frame = pl.read_parquet("results/demo.parquet")
     assert frame.height == 150
     assert set(frame["status"]) == {"ok"}
     assert frame["latency_s"].null_count() == 0 and frame["prompt_tokens"].null_count() == 0
-    again = invoke("run", "demo.yaml")
+    again = invoke("run", "jobs/demo.yaml")
     assert again.exit_code == 0
     assert pl.read_parquet("results/demo.parquet").columns == frame.columns
     assert pl.read_parquet("results/demo.parquet").height == 150

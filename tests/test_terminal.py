@@ -64,8 +64,9 @@ def test_messages_never_share_a_line_with_the_bar(tmp_path: Path) -> None:
     """On a terminal the balance line and warnings print above the bar, never inside it."""
     shutil.copytree(REPO / "sample_data", tmp_path / "sample_data")
     job = yaml_with(REPO / "jobs" / "demo.yaml", {"mock": {"latency_ms": 30}})
-    (tmp_path / "demo.yaml").write_text(job)
-    screen = run_in_terminal(["run", "demo.yaml"], tmp_path)
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "demo.yaml").write_text(job)
+    screen = run_in_terminal(["run", "jobs/demo.yaml"], tmp_path)
     segments = re.split(r"[\r\n]", screen)
     bars = [s for s in segments if "%|" in s]
     messages = [s for s in segments if "batchrun:" in s]
@@ -255,3 +256,50 @@ def test_a_wrong_base_url_path_stops_before_sending(
     assert result.exit_code == 2
     assert "provider.base_url" in result.stderr and "HTTP 404" in result.stderr
     assert gw.gateway.stats.requests == 0
+
+
+def test_vision_stores_the_image_path_and_sends_the_image(tmp_path: Path) -> None:
+    """A local image is inlined in the request but stored by its path, read beside the data."""
+    from batchrun.prepare import prepare
+
+    shutil.copytree(REPO / "sample_data", tmp_path / "sample_data")
+    shutil.copytree(REPO / "jobs", tmp_path / "jobs")
+    prepared = prepare(tmp_path / "jobs" / "vision.yaml", check_output=False)
+    stored = prepared.plan.prompts["messages"].to_list()
+    assert all('"url":"images/' in text and "base64" not in text for text in stored)
+    bodies = [request.body for request in prepared.plan.requests()]
+    assert bodies and all(b"data:image/png;base64," in body for body in bodies)
+
+
+def test_cron_runs_the_demo_from_another_folder_with_a_readable_log(tmp_path: Path) -> None:
+    """Under cron's environment (env -i, no terminal, the home folder) the demo runs and its
+    log tells the runs apart, what failed, what it cost and how each ended."""
+    project = tmp_path / "project"
+    shutil.copytree(REPO / "sample_data", project / "sample_data")
+    shutil.copytree(REPO / "jobs", project / "jobs")
+    home = tmp_path / "home"
+    home.mkdir()
+    log = home / "eval.log"
+    for _ in range(2):
+        with log.open("a") as out:
+            code = subprocess.run(
+                [sys.executable, "-m", "batchrun", "run", str(project / "jobs" / "demo.yaml")],
+                cwd=home,
+                env={"PATH": "/usr/bin:/bin", "HOME": str(home)},
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                timeout=120,
+            ).returncode
+        assert code == 0
+    text = log.read_text()
+    assert (project / "results" / "demo.parquet").exists()
+    assert not (home / "results").exists()
+    stamped = [line for line in text.splitlines() if re.match(r"^\d{4}-\d\d-\d\dT", line)]
+    ids = {line.split()[1] for line in stamped}
+    assert len(ids) == 2  # two runs, told apart by their ids
+    assert text.count("started: job demo") == 2
+    assert "150 requests this run (0 failed)" in text
+    assert "cost $" in text and "exit 0 (done)" in text
+    assert "nothing to send: 150 already done" in text
+    assert "Traceback" not in text
