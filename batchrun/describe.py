@@ -49,7 +49,12 @@ def describe(
         plain = first["type"] not in {"value_error", "assertion_error"}
         if plain and "input" in first and not _holds_secret(loc):
             message += f" (got {excerpt(first['input'])})"
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    others = [dotted(_clean_loc(e["loc"])) or "(top level)" for e in errors if e is not first]
+    more = ""
+    if others:
+        shown = ", ".join(others[:6]) + (", ..." if len(others) > 6 else "")
+        kind = "missing" if all(e["type"] == "missing" for e in errors) else "to fix"
+        more = f" (and {len(others)} more {kind}: {shown})"
     return redact(f"{path}:{line}: {field}: {message}{more}")
 
 

@@ -31,6 +31,7 @@ async def gateway_url(job: Job) -> AsyncIterator[str]:
             latency_sigma=mock.latency_sigma,
             accuracy=dict(mock.accuracy),
             stream_chunk_ms=mock.stream_chunk_ms,
+            fault_rates=dict(mock.faults),
             seed=mock.seed,
         )
         async with serve(Gateway(settings)) as url:

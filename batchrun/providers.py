@@ -41,6 +41,22 @@ class MockSettings(_Strict):
     stream_chunk_ms: Millis = 0.0
     models: list[str] | None = None
     seed: int = 0
+    # Fault scenarios mixed in at random: {"S13": 0.05} answers 5% of requests with S13
+    # (`batchrun gateway --help` lists every scenario).
+    faults: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}
+
+    @field_validator("faults")
+    @classmethod
+    def _known_faults(cls, value: dict[str, float]) -> dict[str, float]:
+        if value:
+            from batchrun.gateway.scenarios import SCENARIOS
+
+            unknown = sorted(set(value) - set(SCENARIOS))
+            if unknown:
+                raise ValueError(
+                    f"unknown fault scenario {unknown[0]!r}; `batchrun gateway --help` lists them"
+                )
+        return value
 
 
 class MockProvider(_Strict):

@@ -303,3 +303,27 @@ def test_cron_runs_the_demo_from_another_folder_with_a_readable_log(tmp_path: Pa
     assert "cost $" in text and "exit 0 (done)" in text
     assert "nothing to send: 150 already done" in text
     assert "Traceback" not in text
+
+
+def test_mock_provider_takes_fault_rates() -> None:
+    """`provider: mock` with `faults: {S13: 1.0}` answers every request with that fault."""
+    job = job_dict("http://unused", provider={"mock": {"faults": {"S13": 1.0}}})
+    job["limits"]["max_retries"] = 0
+    write_job(Path("job.yaml"), job)
+    result = invoke("run", "job.yaml")
+    assert result.exit_code == 1
+    frame = pl.read_parquet("out/results.parquet")
+    assert set(frame["error_type"]) == {"server_error"}
+    bad = job_dict("http://unused", provider={"mock": {"faults": {"S99": 0.5}}})
+    write_job(Path("job.yaml"), bad)
+    refused = invoke("run", "job.yaml")
+    assert refused.exit_code == 2 and "unknown fault scenario 'S99'" in refused.stderr
+
+
+def test_missing_keys_are_named_in_full(tmp_path: Path) -> None:
+    """A job missing several keys names every one of them."""
+    Path("job.yaml").write_text("name: x\nprovider: mock\n")
+    result = invoke("validate", "job.yaml")
+    assert result.exit_code == 2
+    for key in ("input", "prompt", "models", "output"):
+        assert key in result.stderr
