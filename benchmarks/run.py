@@ -55,7 +55,7 @@ def python_env(**extra: str) -> dict[str, str]:
 def warm_up() -> None:
     """Import everything once, so compiled bytecode is cached before anything is timed."""
     subprocess.run(
-        [sys.executable, "-c", "import batchrun.cli, batchrun.pipeline, batchrun.client"],
+        [sys.executable, "-c", "import batchrun.cli, batchrun.run, batchrun.client"],
         env=python_env(),
         check=True,
     )
