@@ -41,6 +41,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class MockBatches(_Strict):
+    """How the built-in gateway serves the batch APIs for a mock job (off when absent)."""
+
+    delay_s: Annotated[float, Field(ge=0)] = 0.0
+    line_fail_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    expire_batches: Annotated[int, Field(ge=0)] = 0
+    expire_done: Annotated[int, Field(ge=0)] = 0
+    invalid_batches: Annotated[int, Field(ge=0)] = 0
+    cut_files: Annotated[int, Field(ge=0)] = 0
+    missing_files: Annotated[int, Field(ge=0)] = 0
+
+
 class MockSettings(_Strict):
     """Settings of the built-in gateway when ``provider: mock`` is used."""
 
@@ -51,6 +63,7 @@ class MockSettings(_Strict):
     stream_chunk_ms: Annotated[float, Field(ge=0)] = 0.0
     models: list[str] | None = None
     seed: int = 0
+    batches: MockBatches | None = None
 
 
 class MockProvider(_Strict):
@@ -179,6 +192,7 @@ class ModelSpec(_Strict):
     concurrency: PositiveInt | None = None
     stream: bool | None = None
     api: Literal["chat", "responses", "messages", "gemini", "embeddings"] | None = None
+    mode: Literal["online", "batch"] | None = None
 
     @property
     def name(self) -> str:
@@ -200,6 +214,7 @@ class Limits(_Strict):
     adaptive: bool = True
     budget_usd: PositiveFloat | None = None
     stream_idle_timeout_s: PositiveFloat = 60.0
+    batch_size: PositiveInt | None = None
 
 
 class OutputSpec(_Strict):
@@ -279,6 +294,8 @@ class Price(_Strict):
     input: Annotated[float, Field(ge=0)]
     output: Annotated[float, Field(ge=0)]
     cached_input: Annotated[float, Field(ge=0)] | None = None
+    batch_input: Annotated[float, Field(ge=0)] | None = None
+    batch_output: Annotated[float, Field(ge=0)] | None = None
 
 
 class Job(_Strict):
@@ -293,6 +310,7 @@ class Job(_Strict):
     samples: Annotated[int, Field(ge=1, le=1000)] = 1
     stream: bool = False
     api: Literal["chat", "responses", "messages", "gemini", "embeddings"] = "chat"
+    mode: Literal["online", "batch"] = "online"
     limits: Limits = Limits()
     output: OutputSpec
     prices: dict[str, Price] = {}
@@ -557,6 +575,7 @@ def _model_of(annotation: Any, name: str) -> type[BaseModel] | None:
         "limits": Limits,
         "output": OutputSpec,
         "mock": MockSettings,
+        "batches": MockBatches,
         "messages": Turn,
         "prices": Price,
         "scores": ScoreSpec,

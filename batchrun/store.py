@@ -62,8 +62,11 @@ RESULT_SCHEMA: dict[str, pl.DataType] = {
     "embedding": pl.List(pl.Float32()),
     "parsed": pl.String(),
     "parsed_valid": pl.Boolean(),
+    "mode": pl.String(),
+    "batch_id": pl.String(),
+    "submitted_at": pl.Datetime("us", "UTC"),
 }
-_TIME_COLUMNS = ("started_at", "finished_at")
+_TIME_COLUMNS = ("started_at", "finished_at", "submitted_at")
 # Carried columns from the prompt set that would clash with a result column get this prefix.
 INPUT_PREFIX = "input_"
 # Score and judging columns (``score_<name>``, ``judge_cost_usd``) come last in the output.
@@ -111,6 +114,9 @@ class Result(NamedTuple):
     embedding: list[float] | None = None
     parsed: str | None = None
     parsed_valid: bool | None = None
+    mode: str | None = None  # "online" or "batch"
+    batch_id: str | None = None  # the provider's batch that answered (batch mode)
+    submitted_at: float | None = None  # when that batch was submitted (batch mode)
 
 
 def new_run_id() -> str:
