@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 from batchrun.batch.api import (
-    BatchRejected,
     BatchState,
     Listed,
     provider_error,
@@ -20,6 +19,7 @@ from batchrun.batch.api import (
 )
 from batchrun.batch.lines import Chunk
 from batchrun.batch.transport import BatchHttp
+from batchrun.errors import JobError
 from batchrun.plan import PlannedModel
 
 ROUTE = "messages/batches"
@@ -54,7 +54,7 @@ class AnthropicBatches:
         return found
 
     async def submit(self, chunk: Chunk, model: PlannedModel, submission: str) -> str:
-        """Create the batch; its id. A 400 is the job's fault (``BatchRejected``)."""
+        """Create the batch; its id. A 400 is the job's fault (``JobError``)."""
         reply = await self.http.call("POST", ROUTE, body=chunk.request_list())
         if reply.status == 404:
             raise unsupported(self.http, "POST /v1/messages/batches")
@@ -62,7 +62,7 @@ class AnthropicBatches:
         if reply.status == 400:
             error = (created or {}).get("error") if isinstance(created, dict) else None
             reason = error.get("message") if isinstance(error, dict) else None
-            raise BatchRejected(
+            raise JobError(
                 f"{model.name}: the provider refused the batch as invalid: "
                 f"{reason or reply.snippet(self.http.secrets)}; fix the job's params",
                 field=f"models[{model.index}]",

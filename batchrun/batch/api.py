@@ -12,7 +12,7 @@ from typing import Literal, Protocol
 
 from batchrun.batch.lines import Chunk
 from batchrun.batch.transport import BatchHttp, Reply
-from batchrun.errors import JobError
+from batchrun.errors import JobError, ServerError
 from batchrun.plan import PlannedModel
 
 # running: not finished; ended: answers to collect (completed, expired or cancelled);
@@ -42,14 +42,6 @@ class Listed:
     total: int
 
 
-class BatchesUnsupported(JobError):
-    """The provider answers 404 on its batch routes: it serves no batch API."""
-
-
-class BatchRejected(JobError):
-    """The provider refused a batch as invalid when it was created."""
-
-
 class BatchApi(Protocol):
     """One provider's batch lifecycle."""
 
@@ -57,7 +49,7 @@ class BatchApi(Protocol):
     http: BatchHttp
 
     async def listed(self) -> list[Listed]:
-        """Recent batches (raises ``BatchesUnsupported`` on a 404)."""
+        """Recent batches (``JobError`` on a 404: no batch API there)."""
         ...
 
     async def submit(self, chunk: Chunk, model: PlannedModel, submission: str) -> str:
@@ -77,9 +69,9 @@ class BatchApi(Protocol):
         ...
 
 
-def unsupported(http: BatchHttp, path: str) -> BatchesUnsupported:
+def unsupported(http: BatchHttp, path: str) -> JobError:
     """The one line for a provider without batches."""
-    return BatchesUnsupported(
+    return JobError(
         f"{http.base} does not serve a batch API (404 on {path}); one-api/new-api gateways "
         "do not; point the job at OpenAI, Anthropic or a gateway that passes batches "
         "through, or set mode: online",
@@ -87,10 +79,8 @@ def unsupported(http: BatchHttp, path: str) -> BatchesUnsupported:
     )
 
 
-def provider_error(reply: Reply, what: str, http: BatchHttp) -> RuntimeError:
-    """A provider's unexpected answer to a lifecycle step, as an error to report."""
-    return BatchProviderError(f"{what}: HTTP {reply.status}: {reply.snippet(http.secrets)}")
-
-
-class BatchProviderError(RuntimeError):
-    """A lifecycle step the provider answered unexpectedly (retried on the next run)."""
+def provider_error(reply: Reply, what: str, http: BatchHttp) -> ServerError:
+    """A provider's unexpected answer to a lifecycle step (the step is tried again later)."""
+    return ServerError(
+        f"{what}: HTTP {reply.status}: {reply.snippet(http.secrets)}", http_status=reply.status
+    )

@@ -32,8 +32,15 @@ NOT_THE_JOBS_FAULT = frozenset(
 class Collector:
     """Moves polled batches on: counts, rows, and the faults that are the job's."""
 
-    def __init__(self, host: Host, pending: PendingRecord, notify: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        host: Host,
+        pending: PendingRecord,
+        notify: Callable[[str], None],
+        collected: set[str],
+    ) -> None:
         self.host = host
+        self.collected = collected
         self.pending = pending
         self.notify = notify
         self.faults: list[str] = []
@@ -148,5 +155,6 @@ class Collector:
         """Record the rows, write them, and only then forget the batch."""
         for row in rows:
             self.host.record(row)
+            self.collected.add(row.request_key)
         self.host.flush()
         self.pending.remove(work)

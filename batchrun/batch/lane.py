@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from batchrun.batch.anthropic import AnthropicBatches
-from batchrun.batch.api import BatchApi, BatchProviderError, BatchRejected, Listed
+from batchrun.batch.api import BatchApi, Listed
 from batchrun.batch.collect import Collector
 from batchrun.batch.lines import Chunk, split
 from batchrun.batch.mode import Lifecycle, lifecycle_of
@@ -30,12 +30,13 @@ from batchrun.batch.pending import PendingRecord, PendingWork
 from batchrun.batch.progress import CountsBar
 from batchrun.batch.transport import BatchHttp
 from batchrun.config import HttpProvider
-from batchrun.errors import ConnectionFailure, JobError
+from batchrun.errors import ConnectionFailure, JobError, ServerError
 from batchrun.plan import PlannedModel
 from batchrun.store import Result
 
 if TYPE_CHECKING:
     from batchrun.prepare import Prepared
+    from batchrun.run import RunOptions
 
 POLL_FIRST_S = 0.2
 POLL_MAX_S = 30.0
@@ -48,6 +49,7 @@ class Host(Protocol):
     """What the lane needs of the run it belongs to."""
 
     prepared: Prepared
+    options: RunOptions
 
     def record(self, result: Result) -> None:
         """Take one finished request."""
@@ -68,6 +70,7 @@ class BatchLane:
         self.pending = PendingRecord(host.prepared.output)
         self.apis: dict[Lifecycle, BatchApi] = {}
         self.collected = 0
+        self.collected_keys: set[str] = set()
         self.submitted: list[PendingWork] = []
         self._stopping = False
 
@@ -120,7 +123,7 @@ class BatchLane:
     async def collect(self) -> None:
         """Poll every pending batch; write the rows of those that ended (``JobError`` at the end
         if the provider refused one as the job's fault)."""
-        collector = Collector(self.host, self.pending, self.notify)
+        collector = Collector(self.host, self.pending, self.notify, self.collected_keys)
         for work in list(self.pending.works):
             if work.remote_id is None:
                 continue
@@ -128,7 +131,7 @@ class BatchLane:
             try:
                 state = await api.state(work.remote_id)
                 self.collected += await collector.take(api, work, state)
-            except (BatchProviderError, ConnectionFailure) as exc:
+            except (ServerError, ConnectionFailure) as exc:
                 self.notify(f"batch {work.remote_id}: {exc}; tried again on the next poll")
         if collector.faults:
             more = len(collector.faults) - 1
@@ -138,7 +141,7 @@ class BatchLane:
         """Submit every request of the batch-mode models neither in ``done`` nor pending."""
         prepared = self.host.prepared
         skip = set(done) | self.pending.keys()
-        shard = getattr(getattr(self.host, "options", None), "shard", None)
+        shard = self.host.options.shard
         for model in self.models:
             lifecycle = lifecycle_of(model)
             requests = prepared.plan.requests(skip=skip, shard=shard, models=[model])
@@ -149,7 +152,7 @@ class BatchLane:
                     await self._submit_one(self.apis[lifecycle], chunk, model)
             except ValueError as exc:
                 raise JobError(str(exc), field=f"models[{model.index}]") from None
-            except (BatchProviderError, ConnectionFailure) as exc:
+            except (ServerError, ConnectionFailure) as exc:
                 self.notify(f"{model.name}: submitting stopped: {exc}; the next run goes on")
                 return
 
@@ -158,7 +161,7 @@ class BatchLane:
         self.pending.add(work)  # durable before the provider hears of it
         try:
             remote_id = await api.submit(chunk, model, work.submission)
-        except BatchRejected:
+        except JobError:  # refused as invalid: never submitted
             self.pending.remove(work)
             raise
         work.remote_id, work.submitted_at, work.status = remote_id, time.time(), "submitted"

@@ -56,6 +56,23 @@ class PendingWork:
         return sum(n for name, n in self.counts.items() if name not in ("total", "processing"))
 
 
+def describe(works: list[PendingWork], now: float | None = None) -> list[dict[str, Any]]:
+    """Each unit as a status row: model, id, state, counts as last seen, age in hours."""
+    moment = time.time() if now is None else now
+    return [
+        {
+            "model": work.model,
+            "batch_id": work.remote_id or "(unconfirmed)",
+            "status": work.status,
+            "requests": len(work.keys),
+            "finished": work.done,
+            "counts": {k: v for k, v in work.counts.items() if k != "total"},
+            "age_h": round((moment - (work.submitted_at or work.prepared_at)) / 3600, 2),
+        }
+        for work in works
+    ]
+
+
 class PendingRecord:
     """The pending work of one output, loaded once and saved atomically on every change."""
 

@@ -171,6 +171,30 @@ class BatchStore:
         return Answer(custom_id, "answered", 200, payload)
 
 
+def parse_batch_settings(specs: tuple[str, ...] | list[str]) -> BatchSettings:
+    """``--batches`` values (``on``, ``delay_s=30``, ``expire_batches=1``...) as settings.
+
+    Raises ValueError naming the setting at fault.
+    """
+    settings = BatchSettings()
+    known = {name: type(value) for name, value in vars(settings).items()}
+    for spec in specs:
+        if spec in ("on", ""):
+            continue
+        name, sep, text = spec.partition("=")
+        kind = known.get(name.strip())
+        if not sep or kind is None:
+            raise ValueError(f"--batches {spec!r}: expected on or one of {', '.join(known)}=VALUE")
+        try:
+            value = kind(text)
+        except ValueError:
+            raise ValueError(f"--batches {spec!r}: {text!r} is not a {kind.__name__}") from None
+        if value < 0:
+            raise ValueError(f"--batches {spec!r}: must be >= 0")
+        setattr(settings, name.strip(), value)
+    return settings
+
+
 def _server_error(flavour: Flavour) -> dict[str, Any]:
     if flavour == "anthropic":
         return {"type": "error", "error": {"type": "api_error", "message": "Internal server error"}}
