@@ -105,6 +105,7 @@ class Run:
         self.spent_usd = 0.0
         self.pending = 0
         self.todo: dict[str, int] = {}
+        self.awaited: set[str] = set()  # keys submitted in batches not yet collected
         self.shard_total = prepared.plan.total
         self._price_of = {m.name: prepared.prices.price_of(m) for m in job.models}
         self._batch_price_of = {name: batch_price(p) for name, p in self._price_of.items()}
@@ -284,7 +285,7 @@ class Run:
             dropped = set_aside_superseded(self.output, plan)
             compact(self.output, plan.prompts, output_finisher(job.scores, judged, dropped))
             record_fingerprint(self.output, plan)
-            state = OutputState(*failure_counts(self.output))
+            state = OutputState(*failure_counts(self.output, self.awaited))
         except OSError as exc:
             self.storage_failed(exc)
         if dropped:

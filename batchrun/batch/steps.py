@@ -81,6 +81,7 @@ async def batch_lane(run: Run, base_url: str) -> AsyncIterator[RunLane]:
             yield RunLane(run, lane if ready else None)
         finally:
             run.flush()
+            run.awaited = lane.pending_keys()
             for line in lane.summary():
                 run.ui.notify(line)
 
