@@ -5,7 +5,8 @@ with batch-mode models it lists the provider's batches (a 404 stops the run
 with one line, exit 2, before anything is sent), adopts or drops work a
 killed run left, collects finished batches, submits what is neither done
 nor pending, and says on leaving what was submitted and when to come back.
-``wait_if_asked`` then stays (``--wait``) until every batch is collected;
+``wait_if_asked`` then stays (``--wait``, and always for ``provider: mock``,
+whose gateway ends with the run) until every batch is collected;
 ``cancel_batches`` is ``batchrun cancel``.
 A job without batch-mode models gets a lane that does nothing.
 """
@@ -17,7 +18,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from batchrun.batch.mode import batch_models
-from batchrun.config import Job
+from batchrun.config import Job, MockProvider
 from batchrun.errors import ConnectionFailure, JobError, ServerError
 from batchrun.plan import PlannedModel
 from batchrun.store import done_keys
@@ -42,13 +43,20 @@ class RunLane:
         self.lane = lane
 
     async def wait_if_asked(self) -> None:
-        """With ``--wait`` (and a run not stopped), poll until every batch is collected."""
+        """With ``--wait`` or a mock provider (and a run not stopped), poll until all is in."""
         from batchrun.run_report import Ending
         from batchrun.signals import run_until_signalled
 
         run, lane = self.run, self.lane
-        if lane is None or not run.options.wait or run.ending is not Ending.FINISHED:
+        if lane is None or run.ending is not Ending.FINISHED:
             return
+        if not run.options.wait:
+            if not isinstance(run.prepared.job.provider, MockProvider) or not lane.pending.works:
+                return
+            run.ui.notify(
+                "provider: mock: the built-in gateway lives only while this run does, "
+                "so the run waits for its batches"
+            )
         try:
             await run_until_signalled(
                 lane.wait(run.ui),
