@@ -249,3 +249,35 @@ def test_batch_mode_refuses_what_no_batch_api_takes(
     assert result.exit_code == 2
     assert expected in result.stderr and "job.yaml:" in result.stderr
     assert gw.gateway.stats.all_requests == 0
+
+
+def test_a_budget_reached_by_collected_rows_submits_nothing_more(start_gateway: Start) -> None:
+    """Collected rows count against limits.budget_usd at batch prices; once it is reached
+    the run submits no further batch."""
+    gw = start_gateway(batches=BatchSettings())
+    prices = {"model-a": {"input": 1000, "output": 1000}}
+    batch_job(gw.url, ["model-a"], rows=10, prices=prices, limits={"batch_size": 5})
+    first = invoke("run", "job.yaml", "--wait")
+    assert first.exit_code == 0, first.output
+    frame = pl.read_parquet(OUTPUT)
+    spent = frame["cost_usd"].sum()
+    make_prompts(Path("prompts.parquet"), 20)  # ten new prompts
+    batch_job(
+        gw.url,
+        ["model-a"],
+        rows=20,
+        prices=prices,
+        limits={"batch_size": 5, "budget_usd": spent / 2},
+    )
+    store = store_of(gw)
+    store.config.delay_s = 60
+    second = invoke("run", "job.yaml")  # submits the ten new ones: nothing collected yet
+    assert second.exit_code == 0, second.output
+    assert len(store.batches) == 4
+    for batch in store.batches.values():
+        batch.delay_s = 0
+    make_prompts(Path("prompts.parquet"), 30)  # ten more, not yet submitted
+    third = invoke("run", "job.yaml")  # collects: past the budget, so submits nothing
+    assert third.exit_code == 1
+    assert "budget" in third.stderr
+    assert len(store.batches) == 4

@@ -21,6 +21,7 @@ from batchrun.batch.mode import batch_models
 from batchrun.config import Job, MockProvider
 from batchrun.errors import ConnectionFailure, JobError, ServerError
 from batchrun.plan import PlannedModel
+from batchrun.run_report import Ending
 from batchrun.store import done_keys
 
 if TYPE_CHECKING:
@@ -44,7 +45,6 @@ class RunLane:
 
     async def wait_if_asked(self) -> None:
         """With ``--wait`` or a mock provider (and a run not stopped), poll until all is in."""
-        from batchrun.run_report import Ending
         from batchrun.signals import run_until_signalled
 
         run, lane = self.run, self.lane
@@ -106,7 +106,8 @@ async def _start(run: Run, lane: BatchLane) -> bool:
     try:
         await lane.collect()
         run.flush()
-        await lane.submit(done_keys(run.output, retry_errors=run.options.retry_errors))
+        if run.ending is Ending.FINISHED:  # not once the budget is reached
+            await lane.submit(done_keys(run.output, retry_errors=run.options.retry_errors))
     except JobError as exc:
         raise run.prepared.loaded.locate(exc) from None
     run.shard_total -= len(lane.pending_keys() | lane.collected_keys)
