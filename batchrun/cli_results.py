@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -70,6 +71,11 @@ def status(job: str, shard: str | None, as_json: bool, debug: bool) -> None:
             f"last run {last.get('run_id')} finished {last.get('finished_at')}, "
             f"exit {last.get('exit_code')}; cost so far {money(found.cost_usd)}"
         )
+    _show_pending(batches)
+
+
+def _show_pending(batches: list[dict[str, Any]]) -> None:
+    """One line per pending batch: id, model, state, counts as last polled, age."""
     for batch in batches:
         counts = ", ".join(f"{n:,} {kind}" for kind, n in batch["counts"].items() if n)
         click.echo(

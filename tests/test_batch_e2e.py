@@ -194,3 +194,21 @@ def test_expired_batch_keeps_its_30_answers_and_resubmits_only_the_70(
     assert third.exit_code == 0, third.output
     final = pl.read_parquet(OUTPUT)
     assert final.height == 100 and set(final["status"]) == {"ok"}
+
+
+def test_wait_draws_a_bar_of_the_batches_request_counts(tmp_path: Path) -> None:
+    """On a terminal --wait shows a "batch" bar over the 100 requests, messages above it."""
+    from test_terminal import run_in_terminal
+
+    with gateway_process("delay_s=1.5") as url:
+        batch_job(url)
+        screen = run_in_terminal(["run", "job.yaml", "--wait"], tmp_path)
+    segments = re.split(r"[\r\n]", screen)
+    bars = [s for s in segments if s.lstrip().startswith("batch:") and "%|" in s]
+    assert bars, screen
+    assert any("/100" in bar and "succeeded" in bar for bar in bars), bars
+    assert "100/100" in bars[-1]
+    for segment in segments:
+        assert not ("%|" in segment and "batchrun:" in segment), segment
+    submitted = screen.index("submitted 50 requests")
+    assert submitted < screen.index("%|")  # said before waiting

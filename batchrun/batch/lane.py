@@ -174,6 +174,7 @@ class BatchLane:
         total = sum(len(w.keys) for w in self.pending.works)
         bar = CountsBar(total, ui, self.notify)
         start, delay = self.collected, POLL_FIRST_S
+        outer, self.notify = self.notify, bar.say
         try:
             while self.pending.works and not self._stopping:
                 await asyncio.sleep(delay)
@@ -184,11 +185,11 @@ class BatchLane:
                 bar.show(self.collected - start + running, kinds or "all collected")
         finally:
             bar.close()
+            self.notify = outer
 
-    def summary(self) -> list[str]:
-        """What this run submitted, what is still pending and when to come back."""
+    def submissions(self) -> list[str]:
+        """What this run submitted, per model."""
         lines = []
-        job_file = self.host.prepared.loaded.path
         for model in self.models:
             mine = [w for w in self.submitted if w.model == model.name]
             if mine:
@@ -197,6 +198,12 @@ class BatchLane:
                 lines.append(
                     f"{model.name}: submitted {count:,} requests in {len(mine)} batch(es) ({ids})"
                 )
+        return lines
+
+    def summary(self) -> list[str]:
+        """What this run collected, what is still pending and when to come back."""
+        lines = []
+        job_file = self.host.prepared.loaded.path
         if self.collected:
             lines.append(f"collected {self.collected:,} batch answers")
         works = self.pending.works

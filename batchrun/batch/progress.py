@@ -21,10 +21,11 @@ class CountsBar:
         self._last = -1
         self._bar: Any = None
         stream: TextIO = getattr(ui, "stream", sys.stderr)
+        self._stream = stream
         if total and getattr(ui, "terminal", False) and not getattr(ui, "quiet", False):
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, file=stream, desc="batch", unit="req", mininterval=0.2)
+            self._bar = tqdm(total=total, file=stream, desc="batch", unit="req", dynamic_ncols=True)
 
     def show(self, done: int, detail: str) -> None:
         """Move to ``done`` finished requests; ``detail`` names the counts by kind."""
@@ -35,6 +36,13 @@ class CountsBar:
         elif done != self._last:
             self.notify(f"batch progress: {done:,}/{self.total:,} finished ({detail})")
         self._last = done
+
+    def say(self, message: str) -> None:
+        """A run message, above the bar while it is drawn."""
+        if self._bar is not None:
+            self._bar.write(f"batchrun: {message}", file=self._stream)
+        else:
+            self.notify(message)
 
     def close(self) -> None:
         """Finish the bar."""

@@ -108,6 +108,8 @@ async def _start(run: Run, lane: BatchLane) -> bool:
         run.flush()
         if run.ending is Ending.FINISHED:  # not once the budget is reached
             await lane.submit(done_keys(run.output, retry_errors=run.options.retry_errors))
+            for line in lane.submissions():
+                run.ui.notify(line)
     except JobError as exc:
         raise run.prepared.loaded.locate(exc) from None
     run.shard_total -= len(lane.pending_keys() | lane.collected_keys)
