@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pytest
 from conftest import KEY_ENV, TEST_KEY, invoke, job_dict, make_prompts, write_job
 
 from batchrun.batch.pending import pending_path
@@ -126,11 +127,14 @@ def test_done_when_submit_then_wait_collects_100_at_half_price_then_nothing_more
         assert not pending_path(OUTPUT).exists()
 
 
-def test_kill_9_while_the_provider_takes_a_batch_submits_nothing_twice() -> None:
+@pytest.mark.parametrize("first", ["openai", "anthropic"])
+def test_kill_9_while_the_provider_takes_a_batch_submits_nothing_twice(first: str) -> None:
     """Killed after the provider created a batch but before the run heard of it, the next
-    run adopts that batch (by its metadata), submits only the other, and loses nothing."""
+    run adopts that batch (OpenAI: by its metadata; Anthropic: by size and time), submits
+    only the other, and loses nothing."""
+    models: list[Any] = ["model-a", {"id": "claude-sonnet-4-5", "api": "messages"}]
     with gateway_process("delay_s=0.5", "accept_delay_s=3") as url:
-        batch_job(url)
+        batch_job(url, models=models if first == "openai" else models[::-1])
         process = spawn("job.yaml", "--quiet")
         until(lambda: len(created(url)) == 1)
         process.kill()
