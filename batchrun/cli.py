@@ -105,6 +105,11 @@ def _hard_exit(code: int) -> NoReturn:
     is_flag=True,
     help="Send even to models the gateway's model list does not show (warn only).",
 )
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="mode: batch: stay and poll until every submitted batch is collected.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
@@ -117,11 +122,17 @@ def run(
     shard: str | None,
     grace: float,
     no_model_check: bool,
+    wait: bool,
     quiet: bool,
     as_json: bool,
     debug: bool,
 ) -> None:
-    """Run JOB: send every request not yet done and write the results to Parquet."""
+    """Run JOB: send every request not yet done and write the results to Parquet.
+
+    Models in mode: batch go through the provider's batch API at half price:
+    a run collects the batches that finished and submits what is missing,
+    then exits; run it again later (from cron) or add --wait.
+    """
     from batchrun.console import Console
     from batchrun.run import RunOptions
 
@@ -141,6 +152,7 @@ def run(
             grace_s=grace,
             model_check=not no_model_check,
             max_failures=tolerance,
+            wait=wait,
         )
         report = _run_job(job, options, console, dry_run=dry_run, debug=debug)
     except Failure as failure:
@@ -351,6 +363,7 @@ def _register_gateway_commands() -> None:
         cli_gateway.gateway,
         cli_results.status,
         cli_results.merge,
+        cli_results.cancel,
     ):
         main.add_command(command)
 

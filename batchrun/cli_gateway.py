@@ -215,19 +215,31 @@ class _GatewayCommand(click.Command):
     help="Answer this share of requests with a fault scenario, like S13=0.05 (repeatable).",
 )
 @click.option("--model", "models", multiple=True, help="Offer only these models (repeatable).")
+@click.option(
+    "--batches",
+    "batch_specs",
+    multiple=True,
+    metavar="[SETTING=VALUE]",
+    help="Serve OpenAI's Batch API and Anthropic's Message Batches (404 without it); "
+    "settings: delay_s, line_fail_rate, expire_batches, expire_done, invalid_batches, "
+    "cut_files, missing_files, accept_delay_s (repeatable; 'on' for defaults).",
+)
 def gateway(
     host: str,
     port: int,
     latencies: tuple[str, ...],
     faults: tuple[str, ...],
     models: tuple[str, ...],
+    batch_specs: tuple[str, ...],
 ) -> None:
     """Serve the built-in OpenAI-compatible gateway for other clients and tests.
 
     It answers chat completions, responses, messages, gemini and embeddings
     like a one-api/new-api gateway, with deterministic replies and real
     usage. Send the header X-Sim-Scenario: CODE to reproduce one fault on
-    one request, or --fault CODE=RATE to mix faults in at random.
+    one request, or --fault CODE=RATE to mix faults in at random. With
+    --batches it also holds batches (for as long as it runs), e.g.
+    --batches delay_s=30 --batches expire_batches=1 --batches expire_done=30.
     """
     import asyncio
 
@@ -244,6 +256,10 @@ def gateway(
                 settings.latency_ms = value
             else:
                 settings.model_latency_ms[model] = value
+        if batch_specs:
+            from batchrun.gateway.batches import parse_batch_settings
+
+            settings.batches = parse_batch_settings(batch_specs)
     except ValueError as exc:
         raise Failure(str(exc), EXIT_USAGE) from None
 

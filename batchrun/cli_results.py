@@ -1,10 +1,11 @@
-"""The commands about a job's results that send nothing: status and merge."""
+"""The commands about a job's results: status and merge (send nothing), cancel (batches)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -19,9 +20,11 @@ from batchrun.cli_common import guard, writing
 def status(job: str, shard: str | None, as_json: bool, debug: bool) -> None:
     """Show what JOB's output holds, per model: done, failed, not yet sent, superseded.
 
-    Also the last run's id, time and exit code, and the cost so far. Sends
+    Also the last run's id, time and exit code, the cost so far, and the
+    batches still pending (mode: batch) with their counts and age. Sends
     nothing and writes nothing.
     """
+    from batchrun.batch.pending import PendingRecord, describe
     from batchrun.cli import _parse_shard
     from batchrun.display import money
     from batchrun.prepare import prepare
@@ -29,11 +32,13 @@ def status(job: str, shard: str | None, as_json: bool, debug: bool) -> None:
     from batchrun.summary import format_table
 
     slice_ = _parse_shard(shard)
-    found = guard(
-        debug, lambda: job_status(prepare(job, shard=slice_, require_key=False, check_output=False))
+    prepared = guard(
+        debug, lambda: prepare(job, shard=slice_, require_key=False, check_output=False)
     )
+    found = guard(debug, lambda: job_status(prepared))
+    batches = describe(PendingRecord(prepared.output).works)
     if as_json:
-        payload = {**asdict(found), "cost_usd": found.cost_usd}
+        payload = {**asdict(found), "cost_usd": found.cost_usd, "pending_batches": batches}
         click.echo(json.dumps(payload, indent=2, default=str))
         return
     rows = [
@@ -66,6 +71,56 @@ def status(job: str, shard: str | None, as_json: bool, debug: bool) -> None:
             f"last run {last.get('run_id')} finished {last.get('finished_at')}, "
             f"exit {last.get('exit_code')}; cost so far {money(found.cost_usd)}"
         )
+    _show_pending(batches)
+
+
+def _show_pending(batches: list[dict[str, Any]]) -> None:
+    """One line per pending batch: id, model, state, counts as last polled, age."""
+    for batch in batches:
+        counts = ", ".join(f"{n:,} {kind}" for kind, n in batch["counts"].items() if n)
+        click.echo(
+            f"pending batch {batch['batch_id']} ({batch['model']}, {batch['status']}): "
+            f"{batch['finished']:,}/{batch['requests']:,} finished"
+            + (f" ({counts})" if counts else "")
+            + f", submitted {batch['age_h']:.1f} h ago"
+        )
+
+
+@click.command()
+@click.argument("job", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+def cancel(job: str, debug: bool) -> None:
+    """Cancel JOB's pending batches (mode: batch) at the provider.
+
+    What they answered before the cancel is collected by the next run, which
+    also submits the rest again unless the job is no longer run.
+    """
+    from batchrun.batch.steps import cancel_batches
+    from batchrun.lock import RunLock
+    from batchrun.loop import run_async
+    from batchrun.prepare import prepare
+    from batchrun.store import new_run_id
+
+    prepared = guard(debug, lambda: prepare(job, check_output=False))
+
+    def go() -> tuple[list[str], int]:
+        lock = RunLock(prepared.output)
+        lock.acquire(new_run_id())
+        try:
+            return run_async(cancel_batches(prepared))
+        finally:
+            lock.release()
+
+    asked, unconfirmed = guard(debug, go)
+    if not asked and not unconfirmed:
+        click.echo(f"{prepared.output}: no pending batches")
+        return
+    click.echo(
+        f"asked the provider to cancel {len(asked)} batch(es): {', '.join(asked) or '-'}; "
+        f"the next `batchrun run {job}` collects what they answered"
+    )
+    if unconfirmed:
+        click.echo(f"{unconfirmed} submission(s) not yet confirmed; the next run checks them")
 
 
 @click.command()

@@ -143,3 +143,15 @@ class GatewayClient:
     def _url(self, path: str) -> yarl.URL:
         url = self._urls[path] = self._base.join(yarl.URL(path))
         return url
+
+
+def parse_answer(
+    api: Api, status: int, headers: Mapping[str, str], body: bytes, secrets: list[str]
+) -> Answer:
+    """One answer body of ``api``'s format read as the client reads it, or its ``RequestError``.
+
+    For answers that arrive other than over a request of their own (a batch's
+    output file); the latency is not known, so it is 0.
+    """
+    payload = answer_payload(status, headers, body, secrets)
+    return FORMATS[api].answer(payload, reply_of(status, headers, 0.0), body, secrets)

@@ -40,7 +40,7 @@ from batchrun.params import (
     check_model_id,
     check_params,
 )
-from batchrun.providers import HttpProvider, MockProvider, MockSettings, Provider
+from batchrun.providers import HttpProvider, MockBatches, MockProvider, MockSettings, Provider
 from batchrun.redact import excerpt, register
 from batchrun.yamlload import dotted, field_lines, line_of, read_yaml
 
@@ -118,6 +118,7 @@ class ModelSpec(_Strict):
     concurrency: Concurrency | None = None
     stream: bool | None = None
     api: Literal["chat", "responses", "messages", "gemini", "embeddings"] | None = None
+    mode: Literal["online", "batch"] | None = None
 
     @property
     def name(self) -> str:
@@ -146,6 +147,7 @@ class Limits(_Strict):
     budget_usd: PositiveFloat | None = None
     stream_idle_timeout_s: Seconds = 60.0
     max_prompt_chars: Annotated[int, Field(gt=0, le=MAX_PROMPT_CHARS)] = DEFAULT_MAX_PROMPT_CHARS
+    batch_size: Annotated[int, Field(gt=0, le=100_000)] | None = None
 
 
 class OutputSpec(_Strict):
@@ -211,6 +213,8 @@ class Price(_Strict):
     input: Annotated[float, Field(ge=0)]
     output: Annotated[float, Field(ge=0)]
     cached_input: Annotated[float, Field(ge=0)] | None = None
+    batch_input: Annotated[float, Field(ge=0)] | None = None
+    batch_output: Annotated[float, Field(ge=0)] | None = None
 
 
 class Job(_Strict):
@@ -225,6 +229,7 @@ class Job(_Strict):
     samples: Annotated[int, Field(ge=1, le=1000)] = 1
     stream: bool = False
     api: Literal["chat", "responses", "messages", "gemini", "embeddings"] = "chat"
+    mode: Literal["online", "batch"] = "online"
     limits: Limits = Limits()
     output: OutputSpec
     prices: dict[str, Price] = {}
@@ -443,6 +448,7 @@ _BY_NAME: dict[str, type[BaseModel]] = {
     "limits": Limits,
     "output": OutputSpec,
     "mock": MockSettings,
+    "batches": MockBatches,
     "messages": Turn,
     "prices": Price,
     "scores": ScoreSpec,

@@ -213,6 +213,8 @@ def show_plan(prepared: Prepared) -> None:
         click.echo(f"estimated cost: {_cost_range(low, high)}, for the {to_send:,} to send")
     if unpriced:
         click.echo(f"no price for: {', '.join(unpriced)} (add them under prices:)")
+    for line in batch_plan_lines(prepared):
+        click.echo(line)
     for judge in judge_estimates(prepared):
         cost = "no price" if judge.low is None else _cost_range(judge.low, judge.high)
         click.echo(
@@ -220,6 +222,32 @@ def show_plan(prepared: Prepared) -> None:
             f"ok answer; {judge.judged:,} already judged; cost of the rest: {cost}"
         )
     click.echo(f"output: {prepared.output}")
+
+
+def batch_plan_lines(prepared: Prepared) -> list[str]:
+    """The batch-mode models, and (said once) those priced at half their listed price."""
+    from batchrun.batch.mode import is_batch
+
+    job = prepared.job
+    batched = [spec for i, spec in enumerate(job.models) if is_batch(job, i)]
+    if not batched:
+        return []
+    lines = [
+        f"mode: batch for {', '.join(s.name for s in batched)}: submitted to the provider's "
+        "batch API, answered within 24 h; run again (or --wait) to collect"
+    ]
+    halved = [
+        s.name
+        for s in batched
+        if (price := prepared.prices.price_of(s)) is not None
+        and (price.batch_input is None or price.batch_output is None)
+    ]
+    if halved:
+        lines.append(
+            f"batch prices: half the listed price for {', '.join(halved)} "
+            "(no batch_input/batch_output under prices:)"
+        )
+    return lines
 
 
 def _cost_range(low: float, high: float | None) -> str:

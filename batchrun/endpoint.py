@@ -22,6 +22,7 @@ async def gateway_url(job: Job) -> AsyncIterator[str]:
     provider = job.provider
     if isinstance(provider, MockProvider):
         from batchrun.gateway import Gateway, GatewaySettings, serve
+        from batchrun.gateway.settings import BatchSettings
 
         mock = provider.mock
         settings = GatewaySettings(
@@ -33,6 +34,7 @@ async def gateway_url(job: Job) -> AsyncIterator[str]:
             stream_chunk_ms=mock.stream_chunk_ms,
             fault_rates=dict(mock.faults),
             seed=mock.seed,
+            batches=BatchSettings(**mock.batches.model_dump()) if mock.batches else None,
         )
         async with serve(Gateway(settings)) as url:
             yield url

@@ -1,7 +1,8 @@
 """What a job may cost before it is sent: from the plan and the price table.
 
 ``estimated_cost`` promises a range, from input tokens alone to every
-output running to its ``max_tokens``, over the models that have a price;
+output running to its ``max_tokens``, over the models that have a price
+(batch-mode models at their batch price);
 ``judge_estimates`` the same for each judge score, and ``pending_by_model`` how many
 requests each model still has to send.
 """
@@ -11,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from batchrun.batch.mode import is_batch
 from batchrun.prepare import Prepared
-from batchrun.pricing import PER_TOKENS
+from batchrun.pricing import PER_TOKENS, batch_price
 
 
 def estimated_cost(
@@ -32,6 +34,8 @@ def estimated_cost(
     priced = uncapped = False
     for spec, model in zip(prepared.job.models, plan.models, strict=True):
         price = prepared.prices.price_of(spec)
+        if is_batch(prepared.job, model.index):
+            price = batch_price(price)
         if price is None:
             continue
         priced = True

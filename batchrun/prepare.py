@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from batchrun.batch.mode import batch_models
 from batchrun.config import HttpProvider, Job, LoadedJob, load_job, resolve_api_key
 from batchrun.dataset import read_dataset
 from batchrun.errors import JobError
@@ -89,6 +90,7 @@ def prepare(
         template = compile_prompt(job.prompt)
         frame, template = screen_rows(job, frame, template)
         plan = build_plan(job, frame, template)
+        batch_models(job, plan.models)  # JobError for a batch-mode model no batch API takes
         if job.scores:
             _check_scores(job, frame.columns)
         prices = load_prices(job)

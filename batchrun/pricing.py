@@ -17,6 +17,8 @@ from batchrun.config import Job, ModelSpec, Price
 from batchrun.errors import JobError
 
 PER_TOKENS = 1_000_000
+# Provider batch APIs answer at half the listed price unless the job says otherwise.
+BATCH_DISCOUNT = 0.5
 _PRICES = TypeAdapter(dict[str, Price])
 
 
@@ -52,6 +54,23 @@ def cost_usd(
         + completion_tokens * price.output
     )
     return dollars / PER_TOKENS
+
+
+def batch_price(price: Price | None) -> Price | None:
+    """The price of a batch-mode row: ``batch_input``/``batch_output``, else half the listed one.
+
+    Cached input tokens cost half their listed rate too.
+    """
+    if price is None:
+        return None
+    cached = price.cached_input * BATCH_DISCOUNT if price.cached_input is not None else None
+    return Price(
+        input=price.batch_input if price.batch_input is not None else price.input * BATCH_DISCOUNT,
+        output=(
+            price.batch_output if price.batch_output is not None else price.output * BATCH_DISCOUNT
+        ),
+        cached_input=cached,
+    )
 
 
 def load_prices(job: Job, base_dir: Path | None = None) -> PriceTable:

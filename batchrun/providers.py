@@ -31,6 +31,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class MockBatches(_Strict):
+    """How the built-in gateway serves the batch APIs for a mock job (off when absent)."""
+
+    delay_s: Annotated[float, Field(ge=0, le=3600)] = 0.0
+    line_fail_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    expire_batches: Annotated[int, Field(ge=0)] = 0
+    expire_done: Annotated[int, Field(ge=0)] = 0
+    invalid_batches: Annotated[int, Field(ge=0)] = 0
+    cut_files: Annotated[int, Field(ge=0)] = 0
+    missing_files: Annotated[int, Field(ge=0)] = 0
+
+
 class MockSettings(_Strict):
     """Settings of the built-in gateway when ``provider: mock`` is used."""
 
@@ -44,6 +56,7 @@ class MockSettings(_Strict):
     # Fault scenarios mixed in at random: {"S13": 0.05} answers 5% of requests with S13
     # (`batchrun gateway --help` lists every scenario).
     faults: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}
+    batches: MockBatches | None = None
 
     @field_validator("faults")
     @classmethod

@@ -105,6 +105,9 @@ class Result(NamedTuple):
     error_message: str | None = None
     parsed: str | None = None
     parsed_valid: bool | None = None
+    mode: str | None = None  # "online" or "batch"
+    batch_id: str | None = None
+    submitted_at: float | None = None
 
     @classmethod
     def ok(
@@ -136,6 +139,9 @@ class Result(NamedTuple):
                 None,
                 parsed,
                 parsed_valid,
+                None,
+                None,
+                None,
             )
         )
 
@@ -223,4 +229,7 @@ RESULT_SCHEMA: dict[str, pl.DataType] = {
     "embedding": pl.List(pl.Float32()),
     "parsed": pl.String(),
     "parsed_valid": pl.Boolean(),
+    "mode": pl.String(),
+    "batch_id": pl.String(),
+    "submitted_at": pl.Datetime("us", "UTC"),
 }

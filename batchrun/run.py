@@ -15,11 +15,8 @@ import asyncio
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
-
-import polars as pl
 
 from batchrun.config import Job, LoadedJob
 from batchrun.endpoint import open_client
@@ -30,7 +27,7 @@ from batchrun.lock import RunLock
 from batchrun.manifest import write_manifest
 from batchrun.plan import Request
 from batchrun.prepare import Prepared
-from batchrun.pricing import cost_usd
+from batchrun.pricing import batch_price, cost_usd
 from batchrun.progress import Progress
 from batchrun.queries import check_models, report_balance
 from batchrun.run_report import Ending, MaxFailures, OutputState, RunReport
@@ -42,10 +39,9 @@ from batchrun.store import (
     done_keys,
     failure_counts,
     new_run_id,
-    part_files,
 )
 from batchrun.summary import RunTally
-from batchrun.supersede import record_fingerprint, set_aside_superseded, sidecar_path
+from batchrun.supersede import record_fingerprint, set_aside, set_aside_superseded, sidecar_path
 
 if TYPE_CHECKING:
     from batchrun.client import GatewayClient
@@ -79,6 +75,7 @@ class RunOptions:
     grace_s: float = 10.0
     model_check: bool = True
     max_failures: MaxFailures = field(default_factory=MaxFailures)
+    wait: bool = False  # batch mode: stay until every batch is collected
 
 
 class Run:
@@ -108,8 +105,10 @@ class Run:
         self.spent_usd = 0.0
         self.pending = 0
         self.todo: dict[str, int] = {}
+        self.awaited: set[str] = set()  # keys submitted in batches not yet collected
         self.shard_total = prepared.plan.total
         self._price_of = {m.name: prepared.prices.price_of(m) for m in job.models}
+        self._batch_price_of = {name: batch_price(p) for name, p in self._price_of.items()}
         self.paces: dict[str, float | None] = {}
         self._runner: Runner | None = None
         self._progress: Progress | None = None
@@ -134,7 +133,10 @@ class Run:
 
     def record(self, result: Result) -> None:
         """Take one finished request: price it, count it, show it, keep it."""
-        price = self._price_of.get(result.model)
+        if result.mode is None:
+            result = result._replace(mode="online")
+        prices = self._batch_price_of if result.mode == "batch" else self._price_of
+        price = prices.get(result.model)
         if price is not None and result.status == "ok":
             cost = cost_usd(
                 price, result.prompt_tokens, result.completion_tokens, result.cached_tokens
@@ -173,19 +175,26 @@ class Run:
             self._runner.stop()
 
     async def send(self) -> None:
-        """Send every request not yet done, until done, stopped or refused."""
+        """Send every request not yet done, until done, stopped or refused.
+
+        Batch-mode models go through their provider's batch API instead
+        (``batch.steps.batch_lane``), before the online requests; with
+        ``options.wait`` the run then stays until every batch is collected.
+        """
+        from batchrun.batch.steps import batch_lane, online_models
+
         job = self.prepared.job
         plan = self.prepared.plan
+        online = online_models(job, plan.models)
         skip = done_keys(self.output, retry_errors=self.options.retry_errors)
         shard = self.options.shard
         self.todo = {
-            model.name: plan.count(skip=skip, shard=shard, models=[model]) for model in plan.models
+            model.name: plan.count(skip=skip, shard=shard, models=[model]) for model in online
         }
         self.pending = sum(self.todo.values())
         self.shard_total = plan.count(shard=shard) if shard is not None else plan.total
         sources = {
-            model.name: plan.requests(skip=skip, shard=shard, models=[model])
-            for model in plan.models
+            model.name: plan.requests(skip=skip, shard=shard, models=[model]) for model in online
         }
         unpriced = self.prepared.prices.unpriced(job.models)
         if unpriced and self.pending:
@@ -197,11 +206,15 @@ class Run:
         self._progress = self.ui.progress(self.pending, self.label)
         ticker = asyncio.create_task(self._flush_timer())
         try:
-            async with open_client(job, self.prepared.api_key) as (base_url, client):
+            async with (
+                open_client(job, self.prepared.api_key) as (base_url, client),
+                batch_lane(self, base_url) as lane,
+            ):
                 if self.pending:
                     await self._before_sending(client, base_url, limiter)
                 self._runner = Runner(client, self.record, limiter, retry=_retry_policy(job))
                 self.outcome = await self._run(self._runner, sources)
+                await lane.wait_if_asked()
         finally:
             ticker.cancel()
             self._progress.close()
@@ -272,7 +285,7 @@ class Run:
             dropped = set_aside_superseded(self.output, plan)
             compact(self.output, plan.prompts, output_finisher(job.scores, judged, dropped))
             record_fingerprint(self.output, plan)
-            state = OutputState(*failure_counts(self.output))
+            state = OutputState(*failure_counts(self.output, self.awaited))
         except OSError as exc:
             self.storage_failed(exc)
         if dropped:
@@ -434,14 +447,3 @@ class _Labelled:
 
     def begin(self, run_id: str, description: str) -> None:
         """A judge's run keeps the main run's id in the log."""
-
-
-def set_aside(output: Path, prompts: pl.DataFrame) -> Path | None:
-    """For ``--fresh``: fold any parts into the output and move it aside; its new name."""
-    if not output.exists() and not part_files(output):
-        return None
-    compact(output, prompts)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    kept = output.with_name(f"{output.stem}.before-{stamp}{output.suffix}")
-    output.replace(kept)
-    return kept

@@ -16,7 +16,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from batchrun.dataset import PROMPT_ID
 from batchrun.record import RESULT_SCHEMA as RESULT_SCHEMA  # moved: the record owns it
 from batchrun.record import Result as Result  # moved: the record owns it
 
-_TIME_COLUMNS = ("started_at", "finished_at")
+_TIME_COLUMNS = ("started_at", "finished_at", "submitted_at")
 # Carried columns from the prompt set that would clash with a result column get this prefix.
 INPUT_PREFIX = "input_"
 # Score and judging columns (``score_<name>``, ``judge_cost_usd``) come last in the output.
@@ -364,18 +364,21 @@ def _column_order(columns: list[str]) -> list[str]:
     return [*head, *carried, *result_tail, *scores]
 
 
-def failure_counts(output: Path) -> tuple[int, int, int]:
-    """Rows in ``output``, failed rows, and failed rows a plain rerun does not send again."""
+def failure_counts(output: Path, awaited: Collection[str] = ()) -> tuple[int, int, int]:
+    """Rows in ``output``, failed rows, and failed rows a plain rerun does not send again.
+
+    Failed rows whose key is in ``awaited`` (already submitted again, in a
+    pending batch) are not counted as failed.
+    """
     if not output.exists():
         return 0, 0, 0
+    failed = (pl.col("status") != "ok") & ~pl.col("request_key").is_in(list(awaited))
     counts = (
         pl.scan_parquet(output)
         .select(
             pl.len().alias("rows"),
-            (pl.col("status") != "ok").sum().alias("failed"),
-            ((pl.col("status") != "ok") & pl.col("error_type").is_in(list(PERMANENT_ERRORS)))
-            .sum()
-            .alias("permanent"),
+            failed.sum().alias("failed"),
+            (failed & pl.col("error_type").is_in(list(PERMANENT_ERRORS))).sum().alias("permanent"),
         )
         .collect()
         .row(0)

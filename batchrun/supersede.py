@@ -8,20 +8,22 @@ compaction superseded rows leave the output and are appended to
 ``<stem>.superseded.parquet`` beside it, so nothing paid for is lost and no
 figure counts a model twice. Finding them takes a pass over the output's
 keys, so the plan's fingerprint is kept beside the output (``.<name>.plan``)
-and the pass is made only when it changed.
+and the pass is made only when it changed. ``set_aside`` moves a whole
+output aside for ``--fresh``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 
 from batchrun.dataset import PROMPT_ID
 from batchrun.plan import Plan, request_key
-from batchrun.store import part_files, write_parquet_atomic
+from batchrun.store import compact, part_files, write_parquet_atomic
 
 
 def sidecar_path(output: Path) -> Path:
@@ -108,3 +110,14 @@ def _superseded(sources: list[Path], plan: Plan) -> set[str]:
         ):
             found.add(key)
     return found
+
+
+def set_aside(output: Path, prompts: pl.DataFrame) -> Path | None:
+    """For ``--fresh``: fold any parts into the output and move it aside; its new name."""
+    if not output.exists() and not part_files(output):
+        return None
+    compact(output, prompts)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    kept = output.with_name(f"{output.stem}.before-{stamp}{output.suffix}")
+    output.replace(kept)
+    return kept

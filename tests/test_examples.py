@@ -75,7 +75,14 @@ def check_reasoning(frame: pl.DataFrame) -> None:
     assert frame.filter(pl.col("model") == "claude-sonnet-4-5")["reasoning_tokens"].min() > 0  # type: ignore[operator]
 
 
+def check_batch(frame: pl.DataFrame) -> None:
+    assert frame.height == 40 and set(frame["mode"]) == {"batch"}
+    assert frame["batch_id"].n_unique() == 4  # batch_size 10: two batches a model
+    assert frame["latency_s"].null_count() == 40 and frame["cost_usd"].null_count() == 0
+
+
 CHECKS = {
+    "batch": check_batch,
     "demo": check_demo,
     "streaming": check_streaming,
     "responses": check_text_format,

@@ -27,6 +27,7 @@ OVERRIDES: dict[str, pl.DataType] = {
     "attempts": pl.Int32(),
     "started_at": pl.Datetime("us", "UTC"),
     "finished_at": pl.Datetime("us", "UTC"),
+    "submitted_at": pl.Datetime("us", "UTC"),
     "embedding": pl.List(pl.Float32()),
 }
 RUN_COLUMNS = {"run_id": pl.String(), "job": pl.String()}

@@ -7,7 +7,8 @@ configurable latency per model, rate limits per key and per model
 (``limits.py``), unknown models refused, and the faults of the scenario
 table (``scenarios.py``) chosen per request (header ``X-Sim-Scenario``), per
 model, or at random with a given rate. It also serves model lists and
-billing (``endpoints.py``). Request ids, auth and counting are middlewares
+billing (``endpoints.py``), and, when ``settings.batches`` is set, OpenAI's
+and Anthropic's batch APIs (``batch_routes.py``). Request ids, auth and counting are middlewares
 applied to every route; ``/_sim/stats`` shows the counts.
 """
 
@@ -24,6 +25,8 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from batchrun.gateway.auth import Guard, auth_middleware, authorization_of
+from batchrun.gateway.batch_routes import BatchRoutes
+from batchrun.gateway.batches import BatchStore
 from batchrun.gateway.call import ApiFormat, Call
 from batchrun.gateway.endpoints import Endpoints
 from batchrun.gateway.formats import FORMATS
@@ -59,6 +62,9 @@ class Gateway:
         self._limits = build_limits(self.settings)
         self._endpoints = Endpoints(self.settings)
         self._routes: dict[AbstractRoute, Route] = {}
+        self._batches = (
+            BatchRoutes(BatchStore(self.settings)) if self.settings.batches is not None else None
+        )
 
     def routes(self) -> list[Route]:
         """Every route of the gateway, generation routes first."""
@@ -72,10 +78,16 @@ class Gateway:
             Route("GET", "/v1/models/{model}", ends.show_model),
             Route("GET", "/api/usage/token/", ends.token_usage),
             Route("GET", "/api/user/self", ends.user_self, Guard.ACCESS_TOKEN),
-            Route("*", "/v1/batches", ends.invalid_url),
-            Route("*", "/v1/files", ends.no_channel),
             Route("GET", STATS_PATH, self.show_stats),
         ]
+        if self._batches is None:
+            routes += [
+                Route("*", "/v1/batches", ends.invalid_url),
+                Route("*", "/v1/files", ends.no_channel),
+            ]
+        else:
+            routes += [Route(m, p, h, Guard.KEY) for m, p, h in self._batches.table()]
+            routes.append(Route("GET", "/_sim/batches", self._batches.sim))
         subscription_guard = Guard.DASHBOARD if billing == "dashboard" else None
         for prefix in ("", "/v1"):
             routes.append(

@@ -18,6 +18,29 @@ UnknownModels = Literal["refuse", "serve"]
 
 
 @dataclass
+class BatchSettings:
+    """How the gateway serves OpenAI's Batch API and Anthropic's Message Batches.
+
+    ``delay_s``: how long a batch runs before it ends. ``line_fail_rate``: the
+    share of lines answered with a 500. The first ``expire_batches`` batches
+    expire with only their first ``expire_done`` lines answered; the first
+    ``invalid_batches`` fail validation; the first ``cut_files`` result
+    downloads are cut mid-line and the next ``missing_files`` answer 404.
+    ``accept_delay_s`` holds the answer to a create after the batch exists
+    (a client killed meanwhile has submitted without knowing it).
+    """
+
+    delay_s: float = 0.0
+    line_fail_rate: float = 0.0
+    expire_batches: int = 0
+    expire_done: int = 0
+    invalid_batches: int = 0
+    cut_files: int = 0
+    missing_files: int = 0
+    accept_delay_s: float = 0.0
+
+
+@dataclass
 class GatewaySettings:
     """How the built-in gateway behaves. Every field has a healthy default.
 
@@ -48,6 +71,8 @@ class GatewaySettings:
     billing: str = "dashboard"  # dashboard | token_usage (new-api's /api/usage/token/)
     access_token: str = "batchrun-access-token"  # the system access token of /api/user/self
     unknown_models: UnknownModels = "refuse"
+    # The batch APIs; None answers 404 on /v1/batches as one-api/new-api gateways do.
+    batches: BatchSettings | None = None
     seed: int = 0
 
     def offered(self) -> list[str]:
