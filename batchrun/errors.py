@@ -13,7 +13,8 @@
         │   ├── ServerError               5xx, an HTML error page, a 200 with a server error
         │   ├── TimeoutFailure            no complete answer within the timeout
         │   ├── ConnectionFailure         the connection could not be made or was dropped
-        │   └── StreamCut                 a stream ended without a finish reason
+        │   ├── StreamCut                 a stream ended without a finish reason
+        │   └── EmptyAnswer               a 200 with no content, tool call, refusal nor usage
         ├── RowError                  this request will never succeed: 400, 404, 413, refusals
         ├── ModelUnavailable          the gateway has no channel for this model
         └── FatalRequestError         the key or the account is unusable: the run stops (exit 3)
@@ -142,6 +143,12 @@ class StreamCut(RetryableError):
     """A streamed answer ended without a finish reason."""
 
     error_type = "stream_cut"
+
+
+class EmptyAnswer(RetryableError):
+    """A 200 whose answer holds nothing: no content, tool call, refusal nor usage."""
+
+    error_type = "empty_answer"
 
 
 class RowError(RequestError):

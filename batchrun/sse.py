@@ -48,6 +48,7 @@ class StreamAssembler:
     started: float = field(default_factory=time.perf_counter)
     text: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
+    refusal: list[str] = field(default_factory=list)
     tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
@@ -91,6 +92,10 @@ class StreamAssembler:
             self._token()
         if isinstance(thought, str) and thought:
             self.reasoning.append(thought)
+            self._token()
+        refusal = delta.get("refusal")
+        if isinstance(refusal, str) and refusal:
+            self.refusal.append(refusal)
             self._token()
         for call in delta.get("tool_calls") or []:
             if isinstance(call, dict):
