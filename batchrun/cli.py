@@ -332,14 +332,14 @@ def score(job: str, results: Path | None, debug: bool) -> None:
 
 
 @main.command()
-def schema() -> None:
+@click.option("--markdown", is_flag=True, help="Print the field reference (docs/job-fields.md).")
+def schema(markdown: bool) -> None:
     """Print the JSON Schema of job files, for editors to complete and check them."""
-    from batchrun.config import Job
+    from batchrun.job_schema import field_reference, job_schema
 
-    document = Job.model_json_schema()
-    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    document["title"] = "batchrun job"
-    click.echo(json.dumps(document, indent=2))
+    click.echo(field_reference() if markdown else json.dumps(job_schema(), indent=2), nl=False)
+    if not markdown:
+        click.echo()
 
 
 def _register_gateway_commands() -> None:

@@ -49,7 +49,8 @@ MOCK_API_KEY = "sk-batchrun-mock"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Each field's docstring is its description: the one source of the schema and the docs.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 __all__ = ["HttpProvider", "MockProvider", "MockSettings", "Provider"]
@@ -59,17 +60,24 @@ class Turn(_Strict):
     """One templated chat message."""
 
     role: Literal["system", "user", "assistant", "developer"]
+    """Who speaks: system, user, assistant or developer."""
     content: str
+    """The turn's text, a Jinja2 template over the input's columns."""
 
 
 class PromptSpec(_Strict):
     """How a row becomes chat messages: ``system`` + ``user``, or a ``messages`` list."""
 
     system: str | None = None
+    """The system message, a Jinja2 template over the input's columns."""
     user: str | None = None
+    """The user message, a Jinja2 template over the input's columns."""
     messages: list[Turn] | None = None
+    """The whole conversation as templated turns, instead of system and user."""
     image_column: str | None = None
+    """A column of image URLs or local image files, sent with the last user turn."""
     image_detail: Literal["auto", "low", "high"] | None = None
+    """The detail asked for each image: auto, low or high."""
 
     @model_validator(mode="after")
     def _one_form(self) -> PromptSpec:
@@ -100,24 +108,38 @@ class InputSpec(_Strict):
     """
 
     path: Annotated[str, Field(min_length=1)]
+    """The prompt set: a .parquet or .csv file, a glob or a folder."""
     id_column: str | None = None
+    """The column that identifies a row; without it, a hash of the row."""
     limit: Annotated[int, Field(gt=0)] | None = None
+    """Read only the first N rows."""
     format: Literal["parquet", "csv"] | None = None
+    """parquet or csv, where the file name does not say."""
     nulls: Literal["skip", "empty", "error"] = "error"
+    """An empty cell the templates read: an error, skip its row, or render it empty."""
     union: bool = False
+    """Accept the files of a folder or glob whose columns differ."""
 
 
 class ModelSpec(_Strict):
     """One model of the job, with its own parameters and limits."""
 
     id: Annotated[str, AfterValidator(check_model_id)]
+    """The model id sent to the gateway."""
     alias: Annotated[str, Field(pattern=_ALIAS_PATTERN)] | None = None
+    """The name the results use for this model (needed when one id is listed twice)."""
     params: Annotated[dict[str, Any], AfterValidator(check_params)] = {}
+    """Request body fields for this model, merged over the job's params."""
     rpm: Rate | None = None
+    """Requests per minute for this model."""
     tpm: Rate | None = None
+    """Tokens per minute for this model."""
     concurrency: Concurrency | None = None
+    """Requests of this model in flight at once."""
     stream: bool | None = None
+    """Stream this model's answers (api: chat only); the job's stream when unset."""
     api: Literal["chat", "responses", "messages", "gemini", "embeddings"] | None = None
+    """The API format for this model; the job's api when unset."""
 
     @property
     def name(self) -> str:
@@ -135,25 +157,40 @@ class Limits(_Strict):
     """
 
     concurrency: Concurrency = 32
+    """Requests in flight at once, over all models."""
     rpm: Rate | None = None
+    """Requests per minute, over all models."""
     tpm: Rate | None = None
+    """Tokens per minute, over all models."""
     timeout_s: Seconds = 120.0
+    """Seconds one request may take in all."""
     max_retries: Annotated[int, Field(ge=0, le=100)] = 6
+    """Times a retryable failure is sent again."""
     max_retry_time_s: Seconds = 600.0
+    """Seconds a request may spend being retried."""
     backoff_base_s: Seconds = 0.5
+    """The first wait before a retry, doubled each time."""
     backoff_max_s: Seconds = 30.0
+    """The longest wait between two retries."""
     adaptive: bool = True
+    """Lower concurrency on 429 bursts and raise it again on success."""
     budget_usd: PositiveFloat | None = None
+    """Stop sending once the cost reaches this many US dollars."""
     stream_idle_timeout_s: Seconds = 60.0
+    """Seconds a stream may stay silent before it counts as cut."""
     max_prompt_chars: Annotated[int, Field(gt=0, le=MAX_PROMPT_CHARS)] = DEFAULT_MAX_PROMPT_CHARS
+    """The longest rendered prompt, in characters."""
 
 
 class OutputSpec(_Strict):
     """Where results go and how often they are flushed."""
 
     path: Annotated[str, Field(min_length=1)]
+    """The results file (.parquet); {name}, {date}, {datetime} and {shard} are filled in."""
     flush_every: Annotated[int, Field(gt=0, le=10_000_000)] = 5000
+    """Write the results every N answers."""
     flush_seconds: Seconds = 10.0
+    """Write the results at least this often, in seconds."""
 
     @field_validator("path")
     @classmethod
@@ -173,17 +210,29 @@ class ScoreSpec(_Strict):
     """One score computed from every response: a grader against an expected value."""
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
+    """The score's name; its column is score_<name>."""
     grader: Literal["exact", "contains", "regex", "json_valid", "json_schema", "numeric", "judge"]
+    """How the response is scored."""
     expected_column: str | None = None
+    """The input column holding the expected answer."""
     expected: str | float | int | None = None
+    """The expected answer, the same for every row."""
     pattern: str | None = None
+    """The regular expression the regex grader looks for."""
     json_schema: dict[str, Any] | None = None
+    """The JSON Schema the json_schema grader checks the response against."""
     tolerance: Annotated[float, Field(ge=0)] = 1e-9
+    """The absolute difference the numeric grader accepts."""
     rel_tolerance: Annotated[float, Field(ge=0)] = 0.0
+    """The relative difference the numeric grader accepts."""
     case_sensitive: bool = False
+    """Whether exact, contains and regex compare case."""
     model: str | None = None
+    """The judge model's id (grader: judge), on the same gateway."""
     rubric: str | None = None
+    """The judge's prompt, a template over the input columns and response."""
     scale: tuple[float, float] = (1.0, 10.0)
+    """The judge's [low, high] score range."""
 
     @model_validator(mode="after")
     def _complete(self) -> ScoreSpec:
@@ -209,27 +258,44 @@ class Price(_Strict):
     """What a model costs, in US dollars per million tokens."""
 
     input: Annotated[float, Field(ge=0)]
+    """US dollars per million prompt tokens."""
     output: Annotated[float, Field(ge=0)]
+    """US dollars per million completion tokens."""
     cached_input: Annotated[float, Field(ge=0)] | None = None
+    """US dollars per million cached prompt tokens."""
 
 
 class Job(_Strict):
     """A whole job file."""
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+    """The job's name, used in output paths and the results' job column."""
     provider: Provider
+    """The gateway: mock for the built-in one, or a base_url and its key."""
     input: InputSpec
+    """The prompt set."""
     prompt: PromptSpec
+    """How each row becomes the messages sent."""
     models: Annotated[list[ModelSpec], Field(min_length=1)]
+    """The models to run: ids, or mappings with their own settings."""
     params: Annotated[dict[str, Any], AfterValidator(check_params)] = {}
+    """Request body fields for every model (temperature, max_tokens, tools...)."""
     samples: Annotated[int, Field(ge=1, le=1000)] = 1
+    """Answers asked for each prompt and model."""
     stream: bool = False
+    """Stream the answers (api: chat only), for time-to-first-token."""
     api: Literal["chat", "responses", "messages", "gemini", "embeddings"] = "chat"
+    """The API format: chat, responses, messages, gemini or embeddings."""
     limits: Limits = Limits()
+    """Concurrency, rates, timeouts, retries and budget."""
     output: OutputSpec
+    """Where the results go."""
     prices: dict[str, Price] = {}
+    """Prices per model name, for cost_usd and the budget."""
     prices_file: str | None = None
+    """A YAML file of prices per model name; the job's prices override it."""
     scores: list[ScoreSpec] = []
+    """Scores computed from every response."""
 
     @field_validator("scores")
     @classmethod
@@ -258,22 +324,31 @@ class Job(_Strict):
     @classmethod
     def _unique_models(cls, value: list[ModelSpec]) -> list[ModelSpec]:
         seen: dict[str, int] = {}
-        sent: dict[str, int] = {}
         for index, model in enumerate(value):
             if model.name in seen:
                 raise ValueError(
                     f"models[{index}] is named {model.name!r} like models[{seen[model.name]}]; "
-                    "give one of them a distinct 'alias'"
+                    "give one of them a distinct 'alias' (one model through two api formats, "
+                    "or streamed and not, is a fair comparison once they are named apart)"
                 )
             seen[model.name] = index
-            same = f"{model.id}\x00{sorted(model.params.items())!r}"
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_requests(self) -> Job:
+        """No two models send the same requests: same id, params, api and streaming."""
+        sent: dict[str, int] = {}
+        for index, model in enumerate(self.models):
+            api = model.api or self.api
+            streamed = model.stream if model.stream is not None else self.stream
+            same = f"{model.id}\x00{sorted(model.params.items())!r}\x00{api}\x00{streamed}"
             if same in sent:
                 raise ValueError(
                     f"models[{index}] sends exactly what models[{sent[same]}] sends "
-                    f"({model.id!r} with the same params); remove one"
+                    f"({model.id!r} with the same params, api and stream); remove one"
                 )
             sent[same] = index
-        return value
+        return self
 
     @model_validator(mode="after")
     def _stream_needs_chat(self) -> Job:

@@ -28,35 +28,49 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Each field's docstring is its description: the one source of the schema and the docs.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class MockSettings(_Strict):
     """Settings of the built-in gateway when ``provider: mock`` is used."""
 
     latency_ms: Millis = 0.0
+    """Milliseconds the built-in gateway takes to answer."""
     model_latency_ms: dict[str, Millis] = {}
+    """Milliseconds per model, over latency_ms."""
     latency_sigma: Annotated[float, Field(ge=0, le=3)] = 0.0
+    """Spread of the latency (log-normal sigma); 0 answers in exactly latency_ms."""
     accuracy: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}
+    """Per model, the share of arithmetic questions it answers right."""
     stream_chunk_ms: Millis = 0.0
+    """Milliseconds between the chunks of a streamed answer."""
     models: list[str] | None = None
+    """The models the built-in gateway offers; its own list when unset."""
     seed: int = 0
+    """The seed of the gateway's random choices, so runs repeat."""
 
 
 class MockProvider(_Strict):
     """Selects the built-in gateway, started in-process on 127.0.0.1."""
 
     mock: MockSettings = MockSettings()
+    """Settings of the built-in gateway."""
 
 
 class HttpProvider(_Strict):
     """A real OpenAI-compatible gateway."""
 
     base_url: Annotated[str, Field(min_length=1)]
+    """The gateway's OpenAI-compatible base URL, such as https://aihubmix.com/v1."""
     api_key_env: str | None = None
+    """The name of the environment variable that holds the key (never the key)."""
     api_key_file: Annotated[str, Field(min_length=1)] | None = None
+    """A file that holds only the key, instead of api_key_env."""
     headers: dict[str, str] = {}
+    """Extra headers sent with every request; never a key."""
     allow_insecure_http: bool = False
+    """Allow plain http:// to a host other than this machine."""
 
     @field_validator("base_url")
     @classmethod
