@@ -42,6 +42,7 @@ from batchrun.params import (
 )
 from batchrun.providers import HttpProvider, MockProvider, MockSettings, Provider
 from batchrun.redact import excerpt, register
+from batchrun.score_spec import ScoreSpec
 from batchrun.yamlload import dotted, field_lines, line_of, read_yaml
 
 _ALIAS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"
@@ -53,7 +54,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
-__all__ = ["HttpProvider", "MockProvider", "MockSettings", "Provider"]
+__all__ = ["HttpProvider", "MockProvider", "MockSettings", "Provider", "ScoreSpec"]
 
 
 class Turn(_Strict):
@@ -204,54 +205,6 @@ class OutputSpec(_Strict):
                 "use {name}, {date}, {datetime} or {shard}"
             )
         return value
-
-
-class ScoreSpec(_Strict):
-    """One score computed from every response: a grader against an expected value."""
-
-    name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
-    """The score's name; its column is score_<name>."""
-    grader: Literal["exact", "contains", "regex", "json_valid", "json_schema", "numeric", "judge"]
-    """How the response is scored."""
-    expected_column: str | None = None
-    """The input column holding the expected answer."""
-    expected: str | float | int | None = None
-    """The expected answer, the same for every row."""
-    pattern: str | None = None
-    """The regular expression the regex grader looks for."""
-    json_schema: dict[str, Any] | None = None
-    """The JSON Schema the json_schema grader checks the response against."""
-    tolerance: Annotated[float, Field(ge=0)] = 1e-9
-    """The absolute difference the numeric grader accepts."""
-    rel_tolerance: Annotated[float, Field(ge=0)] = 0.0
-    """The relative difference the numeric grader accepts."""
-    case_sensitive: bool = False
-    """Whether exact, contains and regex compare case."""
-    model: str | None = None
-    """The judge model's id (grader: judge), on the same gateway."""
-    rubric: str | None = None
-    """The judge's prompt, a template over the input columns and response."""
-    scale: tuple[float, float] = (1.0, 10.0)
-    """The judge's [low, high] score range."""
-
-    @model_validator(mode="after")
-    def _complete(self) -> ScoreSpec:
-        needs_expected = {"exact", "contains", "numeric"}
-        has_expected = self.expected_column is not None or self.expected is not None
-        if self.grader in needs_expected and not has_expected:
-            raise ValueError(
-                f"the {self.grader} grader needs expected_column (a column of the input) "
-                "or expected (a literal)"
-            )
-        if self.grader == "regex" and self.pattern is None and self.expected_column is None:
-            raise ValueError("the regex grader needs pattern or expected_column")
-        if self.grader == "json_schema" and self.json_schema is None and not has_expected:
-            raise ValueError("the json_schema grader needs json_schema or expected_column")
-        if self.grader == "judge" and (self.model is None or self.rubric is None):
-            raise ValueError("the judge grader needs model (the judge's id) and rubric")
-        if self.scale[0] >= self.scale[1]:
-            raise ValueError("scale should be [low, high] with low < high")
-        return self
 
 
 class Price(_Strict):

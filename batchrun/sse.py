@@ -4,7 +4,8 @@
 (one-api's 64 KiB line limit is a bug to survive, not a rule to copy).
 ``StreamAssembler`` follows GATEWAYS.md section 9: comments, blank and
 ``event:``/``id:`` lines are ignored; ``data:`` is taken with or without a
-space; any event carrying a non-null ``error`` raises; chunks without
+space; any event carrying a non-null ``error`` raises; text, reasoning,
+refusal and tool-call deltas are gathered apart; chunks without
 choices are skipped unless they carry usage, which is taken from whichever
 chunk has it; and an answer is complete only if some choice finished:
 ``[DONE]`` alone proves nothing, since gateways append it after a cut.
