@@ -1,7 +1,11 @@
 """From a failed answer to batchrun's error: which ``RequestError`` a gateway's reply is.
 
-``classify_error`` decides by HTTP status and error code, never by message
-or type, which gateways reword freely; ``decode`` is the one JSON reader of
+``classify_error`` decides by HTTP status and error code, never by type, and
+by message only where a gateway has no code for what it says: "no channel"
+(one-api, new-api) and "this model is unknown" (a 400 or 404 from LiteLLM,
+OpenAI, Anthropic or Gemini, in the wordings of ``_UNKNOWN_MODEL``), both
+``ModelUnavailable``, so the model stops after a short confirmation rather
+than failing each row. ``decode`` is the one JSON reader of
 answers; ``snippet`` is the error text a results row keeps, with every
 secret masked before it is cut to length, so no part of a key survives the
 cut.
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -33,6 +38,16 @@ _NO_CHANNEL_MARKERS = ("无可用渠道", "no available channel", "failed to get
 _MODEL_CODES = {"model_not_found", "model_price_error"}
 _QUOTA_CODES = {"insufficient_user_quota", "pre_consume_token_quota_failed"}
 _NON_RETRYABLE_5XX_CODES = {"invalid_request", "invalid_text_request"}
+# How gateways and providers say, in a 400 or 404, that they do not know the model asked for:
+# LiteLLM "Invalid model name passed in model=x"; OpenAI "The model `x` does not exist or you
+# do not have access to it" (code model_not_found); Gemini "models/x is not found for API
+# version v1beta"; Anthropic's not_found_error "model: x"; new-api "model x not found".
+_UNKNOWN_MODEL = re.compile(
+    r"invalid model (?:name|id)\b|model_not_found|\bunknown model\b|no such model"
+    r"|\bmodel [`'\"]?[\w./:@-]+[`'\"]? (?:does not exist|(?:is )?not found)"
+    r"|\bmodels/\S+ is not found|\"message\": \"model: ",
+    re.IGNORECASE,
+)
 
 
 def decode(body: bytes) -> Any:
@@ -93,6 +108,8 @@ def classify_error(
         return FatalRequestError(message + " (the gateway refused this key)", **kwargs)
     if code in _MODEL_CODES or any(marker in lowered for marker in _NO_CHANNEL_MARKERS):
         return ModelUnavailable(message, **kwargs)
+    if status in (400, 404) and _UNKNOWN_MODEL.search(text):
+        return ModelUnavailable(message + " (the gateway does not know this model)", **kwargs)
     if status == 200:
         # An error inside a 200: Gemini's "no candidates" and relayed upstream failures.
         if code in _NON_RETRYABLE_5XX_CODES:

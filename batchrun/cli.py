@@ -161,18 +161,9 @@ def run(
         raise
     if report is None:
         return
-    if as_json:
-        from batchrun.console import report_json
-        from batchrun.manifest import manifest_path
+    from batchrun.console import print_report
 
-        click.echo(report_json(report, str(manifest_path(report.output))))
-        closing = report.closing_line()
-        if closing is not None:
-            console.line(closing)
-    else:
-        from batchrun.console import show_report
-
-        show_report(report, console)
+    print_report(report, console, as_json=as_json)
     sys.exit(report.exit_code)
 
 
@@ -344,14 +335,16 @@ def score(job: str, results: Path | None, debug: bool) -> None:
 
 
 @main.command()
-def schema() -> None:
+@click.option(
+    "--markdown", is_flag=True, help="Print the field reference of job files as Markdown."
+)
+def schema(markdown: bool) -> None:
     """Print the JSON Schema of job files, for editors to complete and check them."""
-    from batchrun.config import Job
+    from batchrun.job_schema import field_reference, job_schema
 
-    document = Job.model_json_schema()
-    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    document["title"] = "batchrun job"
-    click.echo(json.dumps(document, indent=2))
+    click.echo(field_reference() if markdown else json.dumps(job_schema(), indent=2), nl=False)
+    if not markdown:
+        click.echo()
 
 
 def _register_gateway_commands() -> None:

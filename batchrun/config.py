@@ -40,85 +40,50 @@ from batchrun.params import (
     check_model_id,
     check_params,
 )
+from batchrun.prompt_spec import InputSpec, PromptSpec, Turn
 from batchrun.providers import HttpProvider, MockBatches, MockProvider, MockSettings, Provider
 from batchrun.redact import excerpt, register
+from batchrun.score_spec import ScoreSpec
+from batchrun.section import JobSection
 from batchrun.yamlload import dotted, field_lines, line_of, read_yaml
 
 _ALIAS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"
 MOCK_API_KEY = "sk-batchrun-mock"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+__all__ = [
+    "HttpProvider",
+    "InputSpec",
+    "MockProvider",
+    "MockSettings",
+    "PromptSpec",
+    "Provider",
+    "ScoreSpec",
+    "Turn",
+]
 
 
-__all__ = ["HttpProvider", "MockProvider", "MockSettings", "Provider"]
-
-
-class Turn(_Strict):
-    """One templated chat message."""
-
-    role: Literal["system", "user", "assistant", "developer"]
-    content: str
-
-
-class PromptSpec(_Strict):
-    """How a row becomes chat messages: ``system`` + ``user``, or a ``messages`` list."""
-
-    system: str | None = None
-    user: str | None = None
-    messages: list[Turn] | None = None
-    image_column: str | None = None
-    image_detail: Literal["auto", "low", "high"] | None = None
-
-    @model_validator(mode="after")
-    def _one_form(self) -> PromptSpec:
-        if self.messages is None and self.user is None:
-            raise ValueError("give either 'user' (with an optional 'system') or 'messages'")
-        if self.messages is not None and (self.user is not None or self.system is not None):
-            raise ValueError("give either 'user'/'system' or 'messages', not both")
-        if self.messages is not None and not self.messages:
-            raise ValueError("'messages' is empty; give at least one turn")
-        return self
-
-    def turns(self) -> list[Turn]:
-        """The templated turns in the order they are sent."""
-        if self.messages is not None:
-            return list(self.messages)
-        turns = [Turn(role="system", content=self.system)] if self.system else []
-        assert self.user is not None
-        return [*turns, Turn(role="user", content=self.user)]
-
-
-class InputSpec(_Strict):
-    """Where the prompt set comes from, and what to do with empty cells and mixed files.
-
-    ``nulls``: a cell the templates read that is empty is an error (the
-    default), makes its row be skipped, or renders as empty text.
-    ``union``: files of a folder or glob with differing columns are refused
-    unless this is true.
-    """
-
-    path: Annotated[str, Field(min_length=1)]
-    id_column: str | None = None
-    limit: Annotated[int, Field(gt=0)] | None = None
-    format: Literal["parquet", "csv"] | None = None
-    nulls: Literal["skip", "empty", "error"] = "error"
-    union: bool = False
-
-
-class ModelSpec(_Strict):
+class ModelSpec(JobSection):
     """One model of the job, with its own parameters and limits."""
 
     id: Annotated[str, AfterValidator(check_model_id)]
+    """The model id sent to the gateway."""
     alias: Annotated[str, Field(pattern=_ALIAS_PATTERN)] | None = None
+    """The name the results use for this model (needed when one id is listed twice)."""
     params: Annotated[dict[str, Any], AfterValidator(check_params)] = {}
+    """Request body fields for this model, merged over the job's params."""
     rpm: Rate | None = None
+    """Requests per minute for this model."""
     tpm: Rate | None = None
+    """Tokens per minute for this model."""
     concurrency: Concurrency | None = None
+    """Requests of this model in flight at once."""
     stream: bool | None = None
+    """Stream this model's answers (api: chat only); the job's stream when unset."""
     api: Literal["chat", "responses", "messages", "gemini", "embeddings"] | None = None
+    """The API format for this model; the job's api when unset."""
     mode: Literal["online", "batch"] | None = None
+    """online, or batch (its provider's batch API: half price, within a day); the job's if unset."""
 
     @property
     def name(self) -> str:
@@ -126,7 +91,7 @@ class ModelSpec(_Strict):
         return self.alias or self.id
 
 
-class Limits(_Strict):
+class Limits(JobSection):
     """Run-wide limits: concurrency, rates, timeouts, retries and prompt size.
 
     Every limit is bounded: concurrency at most ``MAX_CONCURRENCY`` (10,000);
@@ -136,26 +101,42 @@ class Limits(_Strict):
     """
 
     concurrency: Concurrency = 32
+    """Requests in flight at once, over all models."""
     rpm: Rate | None = None
+    """Requests per minute, over all models."""
     tpm: Rate | None = None
+    """Tokens per minute, over all models."""
     timeout_s: Seconds = 120.0
+    """Seconds one request may take in all."""
     max_retries: Annotated[int, Field(ge=0, le=100)] = 6
+    """Times a retryable failure is sent again."""
     max_retry_time_s: Seconds = 600.0
+    """Seconds a request may spend being retried."""
     backoff_base_s: Seconds = 0.5
+    """The first wait before a retry, doubled each time."""
     backoff_max_s: Seconds = 30.0
+    """The longest wait between two retries."""
     adaptive: bool = True
+    """Lower concurrency on 429 bursts and raise it again on success."""
     budget_usd: PositiveFloat | None = None
+    """Stop sending once the cost reaches this many US dollars."""
     stream_idle_timeout_s: Seconds = 60.0
+    """Seconds a stream may stay silent before it counts as cut."""
     max_prompt_chars: Annotated[int, Field(gt=0, le=MAX_PROMPT_CHARS)] = DEFAULT_MAX_PROMPT_CHARS
+    """The longest rendered prompt, in characters."""
     batch_size: Annotated[int, Field(gt=0, le=100_000)] | None = None
+    """Requests per submitted batch, within each batch API's own limit."""
 
 
-class OutputSpec(_Strict):
+class OutputSpec(JobSection):
     """Where results go and how often they are flushed."""
 
     path: Annotated[str, Field(min_length=1)]
+    """The results file (.parquet); {name}, {date}, {datetime} and {shard} are filled in."""
     flush_every: Annotated[int, Field(gt=0, le=10_000_000)] = 5000
+    """Write the results every N answers."""
     flush_seconds: Seconds = 10.0
+    """Write the results at least this often, in seconds."""
 
     @field_validator("path")
     @classmethod
@@ -171,70 +152,54 @@ class OutputSpec(_Strict):
         return value
 
 
-class ScoreSpec(_Strict):
-    """One score computed from every response: a grader against an expected value."""
-
-    name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
-    grader: Literal["exact", "contains", "regex", "json_valid", "json_schema", "numeric", "judge"]
-    expected_column: str | None = None
-    expected: str | float | int | None = None
-    pattern: str | None = None
-    json_schema: dict[str, Any] | None = None
-    tolerance: Annotated[float, Field(ge=0)] = 1e-9
-    rel_tolerance: Annotated[float, Field(ge=0)] = 0.0
-    case_sensitive: bool = False
-    model: str | None = None
-    rubric: str | None = None
-    scale: tuple[float, float] = (1.0, 10.0)
-
-    @model_validator(mode="after")
-    def _complete(self) -> ScoreSpec:
-        needs_expected = {"exact", "contains", "numeric"}
-        has_expected = self.expected_column is not None or self.expected is not None
-        if self.grader in needs_expected and not has_expected:
-            raise ValueError(
-                f"the {self.grader} grader needs expected_column (a column of the input) "
-                "or expected (a literal)"
-            )
-        if self.grader == "regex" and self.pattern is None and self.expected_column is None:
-            raise ValueError("the regex grader needs pattern or expected_column")
-        if self.grader == "json_schema" and self.json_schema is None and not has_expected:
-            raise ValueError("the json_schema grader needs json_schema or expected_column")
-        if self.grader == "judge" and (self.model is None or self.rubric is None):
-            raise ValueError("the judge grader needs model (the judge's id) and rubric")
-        if self.scale[0] >= self.scale[1]:
-            raise ValueError("scale should be [low, high] with low < high")
-        return self
-
-
-class Price(_Strict):
+class Price(JobSection):
     """What a model costs, in US dollars per million tokens."""
 
     input: Annotated[float, Field(ge=0)]
+    """US dollars per million prompt tokens."""
     output: Annotated[float, Field(ge=0)]
+    """US dollars per million completion tokens."""
     cached_input: Annotated[float, Field(ge=0)] | None = None
+    """US dollars per million cached prompt tokens."""
     batch_input: Annotated[float, Field(ge=0)] | None = None
+    """US dollars per million prompt tokens in batch mode (half of input when unset)."""
     batch_output: Annotated[float, Field(ge=0)] | None = None
+    """US dollars per million completion tokens in batch mode (half of output when unset)."""
 
 
-class Job(_Strict):
+class Job(JobSection):
     """A whole job file."""
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+    """The job's name, used in output paths and the results' job column."""
     provider: Provider
+    """The gateway: mock for the built-in one, or a base_url and its key."""
     input: InputSpec
+    """The prompt set."""
     prompt: PromptSpec
+    """How each row becomes the messages sent."""
     models: Annotated[list[ModelSpec], Field(min_length=1)]
+    """The models to run: ids, or mappings with their own settings."""
     params: Annotated[dict[str, Any], AfterValidator(check_params)] = {}
+    """Request body fields for every model (temperature, max_tokens, tools...)."""
     samples: Annotated[int, Field(ge=1, le=1000)] = 1
+    """Answers asked for each prompt and model."""
     stream: bool = False
+    """Stream the answers (api: chat only), for time-to-first-token."""
     api: Literal["chat", "responses", "messages", "gemini", "embeddings"] = "chat"
+    """The API format: chat, responses, messages, gemini or embeddings."""
     mode: Literal["online", "batch"] = "online"
+    """online, or batch: every model through its provider's batch API unless it says otherwise."""
     limits: Limits = Limits()
+    """Concurrency, rates, timeouts, retries and budget."""
     output: OutputSpec
+    """Where the results go."""
     prices: dict[str, Price] = {}
+    """Prices per model name, for cost_usd and the budget."""
     prices_file: str | None = None
+    """A YAML file of prices per model name; the job's prices override it."""
     scores: list[ScoreSpec] = []
+    """Scores computed from every response."""
 
     @field_validator("scores")
     @classmethod
@@ -263,22 +228,31 @@ class Job(_Strict):
     @classmethod
     def _unique_models(cls, value: list[ModelSpec]) -> list[ModelSpec]:
         seen: dict[str, int] = {}
-        sent: dict[str, int] = {}
         for index, model in enumerate(value):
             if model.name in seen:
                 raise ValueError(
                     f"models[{index}] is named {model.name!r} like models[{seen[model.name]}]; "
-                    "give one of them a distinct 'alias'"
+                    "give one of them a distinct 'alias' (one model through two api formats, "
+                    "or streamed and not, is a fair comparison once they are named apart)"
                 )
             seen[model.name] = index
-            same = f"{model.id}\x00{sorted(model.params.items())!r}"
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_requests(self) -> Job:
+        """No two models send the same requests: same id, params, api and streaming."""
+        sent: dict[str, int] = {}
+        for index, model in enumerate(self.models):
+            api = model.api or self.api
+            streamed = model.stream if model.stream is not None else self.stream
+            same = f"{model.id}\x00{sorted(model.params.items())!r}\x00{api}\x00{streamed}"
             if same in sent:
                 raise ValueError(
                     f"models[{index}] sends exactly what models[{sent[same]}] sends "
-                    f"({model.id!r} with the same params); remove one"
+                    f"({model.id!r} with the same params, api and stream); remove one"
                 )
             sent[same] = index
-        return value
+        return self
 
     @model_validator(mode="after")
     def _stream_needs_chat(self) -> Job:

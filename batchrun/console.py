@@ -99,6 +99,19 @@ class _ClosingBar(BarProgress):
         self._console._bar = None
 
 
+def print_report(report: RunReport, console: Console, *, as_json: bool) -> None:
+    """The end of a run: the JSON object on stdout, or the summary for people."""
+    if not as_json:
+        show_report(report, console)
+        return
+    from batchrun.manifest import manifest_path
+
+    click.echo(report_json(report, str(manifest_path(report.output))))
+    closing = report.closing_line()
+    if closing is not None:
+        console.line(closing)
+
+
 def show_report(report: RunReport, console: Console) -> None:
     """The summary table on stdout; counts, errors, cost and the exit on stderr."""
     if report.sent == 0 and report.ending is Ending.FINISHED and not report.errors:

@@ -4,12 +4,14 @@
 key before the "missing" it causes), with a close match for an unknown key
 and at most a short excerpt of a bad value. Values of fields that may hold
 secrets (the provider's key variable, key file, headers, URL) are never
-quoted.
+quoted. A check of the whole job that names the entry it is about first
+(``models[1] sends exactly ...``) is placed at that entry's line.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,8 @@ def describe(
     errors = exc.errors()
     # A misspelt key also makes the right one "missing": name the misspelling first.
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc = _clean_loc(first["loc"])
+    named = () if first["loc"] else _named_entry(str(first["msg"]))
+    loc = _clean_loc(first["loc"]) or named
     line = line_of(root, loc)
     field = dotted(loc) or "(top level)"
     if first["type"] == "extra_forbidden":
@@ -55,7 +58,14 @@ def describe(
         shown = ", ".join(others[:6]) + (", ..." if len(others) > 6 else "")
         kind = "missing" if all(e["type"] == "missing" for e in errors) else "to fix"
         more = f" (and {len(others)} more {kind}: {shown})"
-    return redact(f"{path}:{line}: {field}: {message}{more}")
+    where = f"{path}:{line}:" if named else f"{path}:{line}: {field}:"  # the message names it
+    return redact(f"{where} {message}{more}")
+
+
+def _named_entry(message: str) -> tuple[str | int, ...]:
+    """``("models", 1)`` for a job-wide message that starts with ``models[1]``."""
+    match = re.match(r"^(?:Value error, )?([a-z_]+)\[(\d+)\] ", message)
+    return (match.group(1), int(match.group(2))) if match else ()
 
 
 def _holds_secret(loc: Sequence[str | int]) -> bool:

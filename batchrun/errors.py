@@ -13,9 +13,10 @@
         │   ├── ServerError               5xx, an HTML error page, a 200 with a server error
         │   ├── TimeoutFailure            no complete answer within the timeout
         │   ├── ConnectionFailure         the connection could not be made or was dropped
-        │   └── StreamCut                 a stream ended without a finish reason
+        │   ├── StreamCut                 a stream ended without a finish reason
+        │   └── EmptyAnswer               a 200 with no content, tool call, refusal nor usage
         ├── RowError                  this request will never succeed: 400, 404, 413, refusals
-        ├── ModelUnavailable          the gateway has no channel for this model
+        ├── ModelUnavailable          the gateway has no channel for, or does not know, this model
         └── FatalRequestError         the key or the account is unusable: the run stops (exit 3)
 
 ``tests/test_errors.py`` checks this drawing against the classes. Only the
@@ -144,6 +145,12 @@ class StreamCut(RetryableError):
     error_type = "stream_cut"
 
 
+class EmptyAnswer(RetryableError):
+    """A 200 whose answer holds nothing: no content, tool call, refusal nor usage."""
+
+    error_type = "empty_answer"
+
+
 class RowError(RequestError):
     """A failure that sending the same request again will not fix."""
 
@@ -151,7 +158,8 @@ class RowError(RequestError):
 
 
 class ModelUnavailable(RequestError):
-    """The gateway offers no channel for this model (wrong id, not in the key's group)."""
+    """The gateway offers no channel for this model, or does not know it (wrong id, not in
+    the key's group, "Invalid model name")."""
 
     error_type = "model_unavailable"
 

@@ -11,8 +11,6 @@ import re
 from typing import Annotated, Any
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -21,42 +19,54 @@ from pydantic import (
 )
 
 from batchrun.params import Millis, _checked_url
+from batchrun.section import JobSection
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class MockBatches(_Strict):
+class MockBatches(JobSection):
     """How the built-in gateway serves the batch APIs for a mock job (off when absent)."""
 
     delay_s: Annotated[float, Field(ge=0, le=3600)] = 0.0
+    """Seconds a batch takes to complete."""
     line_fail_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """The share of lines answered with an error."""
     expire_batches: Annotated[int, Field(ge=0)] = 0
+    """How many of the first batches expire instead of completing."""
     expire_done: Annotated[int, Field(ge=0)] = 0
+    """Lines an expiring batch still completes before it expires."""
     invalid_batches: Annotated[int, Field(ge=0)] = 0
+    """How many of the first batches fail validation."""
     cut_files: Annotated[int, Field(ge=0)] = 0
+    """How many output-file downloads are cut short."""
     missing_files: Annotated[int, Field(ge=0)] = 0
+    """How many output-file downloads answer 404."""
 
 
-class MockSettings(_Strict):
+class MockSettings(JobSection):
     """Settings of the built-in gateway when ``provider: mock`` is used."""
 
     latency_ms: Millis = 0.0
+    """Milliseconds the built-in gateway takes to answer."""
     model_latency_ms: dict[str, Millis] = {}
+    """Milliseconds per model, over latency_ms."""
     latency_sigma: Annotated[float, Field(ge=0, le=3)] = 0.0
+    """Spread of the latency (log-normal sigma); 0 answers in exactly latency_ms."""
     accuracy: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}
+    """Per model, the share of arithmetic questions it answers right."""
     stream_chunk_ms: Millis = 0.0
+    """Milliseconds between the chunks of a streamed answer."""
     models: list[str] | None = None
+    """The models the built-in gateway offers; its own list when unset."""
     seed: int = 0
-    # Fault scenarios mixed in at random: {"S13": 0.05} answers 5% of requests with S13
-    # (`batchrun gateway --help` lists every scenario).
+    """The seed of the gateway's random choices, so runs repeat."""
     faults: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}
+    """Fault scenarios mixed in at random: {S13: 0.05} answers 5% of requests with S13
+    (`batchrun gateway --help` lists every scenario)."""
     batches: MockBatches | None = None
+    """Serve the batch APIs, with these delays and faults (off when absent)."""
 
     @field_validator("faults")
     @classmethod
@@ -72,20 +82,26 @@ class MockSettings(_Strict):
         return value
 
 
-class MockProvider(_Strict):
+class MockProvider(JobSection):
     """Selects the built-in gateway, started in-process on 127.0.0.1."""
 
     mock: MockSettings = MockSettings()
+    """Settings of the built-in gateway."""
 
 
-class HttpProvider(_Strict):
+class HttpProvider(JobSection):
     """A real OpenAI-compatible gateway."""
 
     base_url: Annotated[str, Field(min_length=1)]
+    """The gateway's OpenAI-compatible base URL, such as https://aihubmix.com/v1."""
     api_key_env: str | None = None
+    """The name of the environment variable that holds the key (never the key)."""
     api_key_file: Annotated[str, Field(min_length=1)] | None = None
+    """A file that holds only the key, instead of api_key_env."""
     headers: dict[str, str] = {}
+    """Extra headers sent with every request; never a key."""
     allow_insecure_http: bool = False
+    """Allow plain http:// to a host other than this machine."""
 
     @field_validator("base_url")
     @classmethod

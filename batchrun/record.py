@@ -39,7 +39,7 @@ class Request(NamedTuple):
 class Answer:
     """A successful answer in any format, reduced to what the results record.
 
-    The fields from ``response`` to ``gateway_request_id`` are named and
+    The fields from ``response`` to ``finish_reason_raw`` are named and
     ordered as ``Result``'s columns of the same name (``Result.ok`` copies
     them as one block); the rate-limit fields feed the limiter only.
     """
@@ -61,6 +61,8 @@ class Answer:
     response_id: str | None
     served_model: str | None
     gateway_request_id: str | None
+    upstream_model: str | None = None
+    finish_reason_raw: str | None = None
     ratelimit_remaining: int | None = None
     ratelimit_reset_s: float | None = None
 
@@ -99,6 +101,8 @@ class Result(NamedTuple):
     response_id: str | None = None
     served_model: str | None = None
     gateway_request_id: str | None = None
+    upstream_model: str | None = None
+    finish_reason_raw: str | None = None
     cost_usd: float | None = None
     output_tokens_per_s: float | None = None
     error_type: str | None = None
@@ -205,6 +209,7 @@ RESULT_SCHEMA: dict[str, pl.DataType] = {
     "response": pl.String(),
     "reasoning": pl.String(),
     "finish_reason": pl.String(),
+    "finish_reason_raw": pl.String(),
     "prompt_tokens": pl.Int64(),
     "completion_tokens": pl.Int64(),
     "total_tokens": pl.Int64(),
@@ -224,6 +229,7 @@ RESULT_SCHEMA: dict[str, pl.DataType] = {
     "attempts": pl.Int32(),
     "response_id": pl.String(),
     "served_model": pl.String(),
+    "upstream_model": pl.String(),
     "gateway_request_id": pl.String(),
     "tool_calls": pl.String(),
     "embedding": pl.List(pl.Float32()),

@@ -9,7 +9,7 @@ by the error's class, never by catching everything:
 * retryable (429, 408, 409, 5xx, timeouts, connection, cut streams): backoff
   with jitter (or the gateway's ``Retry-After``), bounded in attempts and time;
 * the row failed (400, 404, 413): recorded, never retried;
-* the model failed (no channel, before any success): a few confirmations,
+* the model failed (no channel or unknown, before any success): a few confirmations,
   then that model stops and its remaining requests are recorded unsent;
   after a success it is treated as transient and retried with long waits;
 * the run failed (bad key, no balance): no new sends; what is in flight ends.

@@ -4,7 +4,8 @@
 (one-api's 64 KiB line limit is a bug to survive, not a rule to copy).
 ``StreamAssembler`` follows GATEWAYS.md section 9: comments, blank and
 ``event:``/``id:`` lines are ignored; ``data:`` is taken with or without a
-space; any event carrying a non-null ``error`` raises; chunks without
+space; any event carrying a non-null ``error`` raises; text, reasoning,
+refusal and tool-call deltas are gathered apart; chunks without
 choices are skipped unless they carry usage, which is taken from whichever
 chunk has it; and an answer is complete only if some choice finished:
 ``[DONE]`` alone proves nothing, since gateways append it after a cut.
@@ -48,6 +49,7 @@ class StreamAssembler:
     started: float = field(default_factory=time.perf_counter)
     text: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
+    refusal: list[str] = field(default_factory=list)
     tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
@@ -91,6 +93,10 @@ class StreamAssembler:
             self._token()
         if isinstance(thought, str) and thought:
             self.reasoning.append(thought)
+            self._token()
+        refusal = delta.get("refusal")
+        if isinstance(refusal, str) and refusal:
+            self.refusal.append(refusal)
             self._token()
         for call in delta.get("tool_calls") or []:
             if isinstance(call, dict):

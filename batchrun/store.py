@@ -394,13 +394,19 @@ def current_ok(output: Path, prompts: pl.DataFrame | None) -> pl.DataFrame:
     sources = ([output] if output.exists() else []) + part_files(output)
     if not sources:
         return pl.DataFrame(schema=RESULT_SCHEMA)
-    frames = [
-        pl.scan_parquet(path).select(list(RESULT_SCHEMA)).filter(pl.col("status") == "ok")
-        for path in sources
-    ]
+    frames = [_result_columns(path).filter(pl.col("status") == "ok") for path in sources]
     rows = (
         pl.concat(frames, how="vertical_relaxed")
         .unique(subset="request_key", keep="last", maintain_order=True)
         .collect()
     )
     return _Carried(prompts).attach(rows) if prompts is not None else rows
+
+
+def _result_columns(path: Path) -> pl.LazyFrame:
+    """The result columns of a file; those it predates (added in a later version) are null."""
+    present = pl.read_parquet_schema(path)
+    return pl.scan_parquet(path).select(
+        pl.col(name) if name in present else pl.lit(None, dtype=dtype).alias(name)
+        for name, dtype in RESULT_SCHEMA.items()
+    )

@@ -265,14 +265,14 @@ PARSED: dict[str, tuple[Any, ...]] = {
         "Paris.", "tool_calls", 14, 3, 17, 5, 2, "c1", "gpt-x", "think", json.dumps([TOOL]), None,
     ),
     "responses": (
-        "Hi there", "stop", 9, 4, 13, 1, 2, "resp_1", "gpt-r", "hmm",
+        "Hi there", "tool_calls", 9, 4, 13, 1, 2, "resp_1", "gpt-r", "hmm",
         '[{"type": "function_call", "name": "f", "arguments": "{}", "call_id": "c"}]', None,
     ),
     "responses_incomplete": (
-        None, "max_output_tokens", 9, 4, 13, None, None, "resp_2", None, None, None, None,
+        None, "length", 9, 4, 13, None, None, "resp_2", None, None, None, None,
     ),
     "messages": (
-        "Bonjour", "end_turn", 14, 6, 20, 4, None, "msg_1", "claude-x", "deep",
+        "Bonjour", "tool_calls", 14, 6, 20, 4, None, "msg_1", "claude-x", "deep",
         '[{"type": "tool_use", "id": "tu", "name": "f", "input": {}}]', None,
     ),
     "gemini": (

@@ -4,8 +4,13 @@ A format owns one API's side of the wire: the path of a request, the
 headers its key goes in, the exact JSON body, and the parsing of an answer
 (and, for chat, of a stream) into the one ``Answer`` record. The HTTP facts
 every answer carries (status, latency, request id, rate-limit headers) are
-read once into a ``Reply`` by ``reply_of``; usage in any of the shapes
-gateways send is read by ``usage_of``.
+read once into a ``Reply`` by ``reply_of`` (the request id from whichever
+header the gateway uses, the upstream model where the gateway names it);
+usage in any of the shapes gateways send is read by ``usage_of``;
+``make_answer`` tells the finish reason in the one vocabulary of
+``finish.py`` and keeps the raw one. ``Format.answer`` promises that an
+answer is never empty: one with no content, tool call, refusal nor usage is
+an ``EmptyAnswer``, which is retried.
 """
 
 from __future__ import annotations
@@ -15,8 +20,11 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, ClassVar, Literal, NamedTuple
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
 from batchrun.classify import snippet
-from batchrun.errors import ServerError
+from batchrun.errors import EmptyAnswer, ServerError
+from batchrun.formats.finish import normalise_finish
 from batchrun.limits import parse_duration
 from batchrun.record import Answer
 
@@ -27,6 +35,19 @@ Encoder = Callable[[bytes], bytes]
 # A JSON object as it came off the wire (or as a job's params go onto it): not typed further.
 JsonObject = dict[str, Any]
 
+# Where gateways put the id of a request, the gateway's own first: one-api and new-api,
+# LiteLLM, then the upstream's (OpenAI, Anthropic, Google); Cloudflare's ray id last.
+REQUEST_ID_HEADERS = (
+    "x-oneapi-request-id",
+    "x-litellm-call-id",
+    "x-request-id",
+    "request-id",
+    "x-goog-request-id",
+    "cf-ray",
+)
+# Where a gateway names the upstream model it routed an alias to.
+UPSTREAM_MODEL_HEADERS = ("x-litellm-model-name",)
+
 
 class Reply(NamedTuple):
     """The HTTP facts of one answer, whatever its format."""
@@ -36,6 +57,7 @@ class Reply(NamedTuple):
     gateway_request_id: str | None
     ratelimit_remaining: int | None
     ratelimit_reset_s: float | None
+    upstream_model: str | None = None
 
 
 class Usage(NamedTuple):
@@ -77,11 +99,20 @@ class Format(ABC):
         """The answer in a successful JSON body, or None when it holds no answer."""
 
     def answer(self, payload: JsonObject, reply: Reply, body: bytes, secrets: list[str]) -> Answer:
-        """``parse``, with a 200 that holds no answer raised as a ``ServerError``."""
+        """``parse``, with a 200 that holds no answer raised as a ``ServerError``.
+
+        An answer with nothing in it (see ``is_empty``) is an ``EmptyAnswer``.
+        """
         answer = self.parse(payload, reply)
         if answer is None:
             raise ServerError(
                 self.no_answer + snippet(body, secrets), http_status=reply.http_status
+            )
+        if is_empty(answer):
+            raise EmptyAnswer(
+                "the gateway answered 200 with an empty answer (no content, tool call, "
+                "refusal nor usage): " + snippet(body, secrets),
+                http_status=reply.http_status,
             )
         return answer
 
@@ -93,15 +124,30 @@ class Format(ABC):
 
 
 def reply_of(status: int, headers: Mapping[str, str], latency_s: float) -> Reply:
-    """The facts every answer's headers carry, read the same for every format."""
+    """The facts every answer's headers carry, read the same for every format.
+
+    Header names are matched without regard to case, as HTTP has them.
+    """
+    if not isinstance(headers, CIMultiDictProxy | CIMultiDict):
+        headers = CIMultiDict(headers)
     remaining = headers.get("x-ratelimit-remaining-requests")
     return Reply(
         status,
         latency_s,
-        headers.get("X-Oneapi-Request-Id"),
+        _first(headers, REQUEST_ID_HEADERS),
         _int_text(remaining) if remaining is not None else None,
         parse_duration(headers.get("x-ratelimit-reset-requests")),
+        _first(headers, UPSTREAM_MODEL_HEADERS),
     )
+
+
+def _first(headers: Mapping[str, str], names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` the headers carry with a value."""
+    for name in names:
+        value = headers.get(name)
+        if value:
+            return value
+    return None
 
 
 def make_answer(
@@ -114,15 +160,22 @@ def make_answer(
     served_model: str | None,
     reasoning: str | None = None,
     tool_calls: str | None = None,
+    refused: bool = False,
     embedding: list[float] | None = None,
     ttft_s: float | None = None,
     time_to_last_token_s: float | None = None,
 ) -> Answer:
-    """The ``Answer`` of a format's content with the reply's HTTP facts and usage."""
+    """The ``Answer`` of a format's content with the reply's HTTP facts and usage.
+
+    ``finish_reason`` is the format's own word, kept as ``finish_reason_raw``
+    and told in the one vocabulary as ``finish_reason``; a model that
+    ``refused`` finished on ``content_filter`` whatever its word.
+    """
+    normal = normalise_finish(finish_reason, called_tools=tool_calls is not None)
     return Answer(
         response=response,
         reasoning=reasoning,
-        finish_reason=finish_reason,
+        finish_reason="content_filter" if refused else normal,
         prompt_tokens=usage.prompt,
         completion_tokens=usage.completion,
         total_tokens=usage.total,
@@ -137,8 +190,25 @@ def make_answer(
         response_id=response_id,
         served_model=served_model,
         gateway_request_id=reply.gateway_request_id,
+        upstream_model=reply.upstream_model,
+        finish_reason_raw=finish_reason,
         ratelimit_remaining=reply.ratelimit_remaining,
         ratelimit_reset_s=reply.ratelimit_reset_s,
+    )
+
+
+def is_empty(answer: Answer) -> bool:
+    """Whether an answer holds nothing: no text, reasoning, tool call, vector nor token count.
+
+    A refusal is kept as the response text, so it counts as content; a
+    usage of all zeros is no usage.
+    """
+    return (
+        not answer.response
+        and not answer.reasoning
+        and not answer.tool_calls
+        and answer.embedding is None
+        and not (answer.prompt_tokens or answer.completion_tokens or answer.total_tokens)
     )
 
 

@@ -4,7 +4,10 @@ The body is the hot path of a run, so it is never built from a dict per
 request: ``encoder`` precomputes, per model, the bytes before the messages
 (``{"model":...,"messages":``) and after them (the parameters), and a
 request is those two around its messages JSON. A stream is read by
-``sse.StreamAssembler`` and counts only if some choice finished.
+``sse.StreamAssembler`` and counts only if some choice finished and it
+holds something (an empty stream is an ``EmptyAnswer``, as an empty body
+is). A ``refusal`` (structured outputs) is kept as the response text, its
+finish reason ``content_filter``.
 """
 
 from __future__ import annotations
@@ -14,13 +17,20 @@ from collections.abc import AsyncIterator
 from typing import ClassVar
 
 from batchrun.classify import classify_error
-from batchrun.errors import FatalRequestError, ModelUnavailable, RowError, StreamCut
+from batchrun.errors import (
+    EmptyAnswer,
+    FatalRequestError,
+    ModelUnavailable,
+    RowError,
+    StreamCut,
+)
 from batchrun.formats.base import (
     Encoder,
     Format,
     JsonObject,
     Reply,
     as_dict,
+    is_empty,
     make_answer,
     str_or_none,
     usage_of,
@@ -67,11 +77,15 @@ class ChatFormat(Format):
         choice = choices[0]
         message = as_dict(choice.get("message"))
         tool_calls = message.get("tool_calls")
+        content = str_or_none(message.get("content"))
+        refusal = str_or_none(message.get("refusal"))
+        refused = bool(refusal) and not content
         return make_answer(
             reply,
             usage_of(payload.get("usage")),
-            response=str_or_none(message.get("content")),
+            response=refusal if refused else content,
             finish_reason=str_or_none(choice.get("finish_reason")),
+            refused=refused,
             response_id=str_or_none(payload.get("id")),
             served_model=str_or_none(payload.get("model")),
             reasoning=str_or_none(message.get("reasoning_content") or message.get("reasoning")),
@@ -108,11 +122,13 @@ class ChatFormat(Format):
                 f"{sum(len(t) for t in assembler.text)} characters; a partial answer is not kept",
                 http_status=status,
             )
-        return make_answer(
+        text, refusal = "".join(assembler.text), "".join(assembler.refusal)
+        answer = make_answer(
             reply._replace(latency_s=assembler.elapsed()),
             usage_of(assembler.usage),
-            response="".join(assembler.text),
+            response=text or refusal,
             finish_reason=assembler.finish_reason,
+            refused=bool(refusal) and not text,
             response_id=assembler.response_id,
             served_model=assembler.model,
             reasoning="".join(assembler.reasoning) or None,
@@ -120,3 +136,10 @@ class ChatFormat(Format):
             ttft_s=assembler.ttft_s(),
             time_to_last_token_s=assembler.last_token_s(),
         )
+        if is_empty(answer):
+            raise EmptyAnswer(
+                f"the stream finished ({assembler.finish_reason}) with nothing in it: no "
+                "content, tool call, refusal nor usage",
+                http_status=status,
+            )
+        return answer

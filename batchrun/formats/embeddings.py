@@ -40,12 +40,14 @@ class EmbeddingsFormat(Format):
         vector = data[0].get("embedding") if data and isinstance(data[0], dict) else None
         if vector is None:
             return None
-        return make_answer(
+        answer = make_answer(
             reply,
             usage_of(payload.get("usage"), fill_total=True),
             response=None,
-            finish_reason="stop",
+            finish_reason=None,  # the API gives none: the raw column stays null
             response_id=str_or_none(payload.get("id")),
             served_model=str_or_none(payload.get("model")),
             embedding=vector if isinstance(vector, list) else None,
         )
+        answer.finish_reason = "stop"
+        return answer

@@ -1,4 +1,9 @@
-"""Google's ``generateContent``: ``contents`` of parts, the key in ``x-goog-api-key``."""
+"""Google's ``generateContent``: ``contents`` of parts, the key in ``x-goog-api-key``.
+
+The finish reason is the first candidate's ``finishReason`` (``STOP``,
+``MAX_TOKENS``, ``SAFETY``...), or, when the prompt itself was blocked and
+no candidate came back, ``promptFeedback.blockReason``.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +27,6 @@ from batchrun.formats.base import (
 )
 from batchrun.record import Answer
 
-_FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
-
 
 class GeminiFormat(Format):
     """``POST ../v1beta/models/{model}:generateContent``; the model id is in the path."""
@@ -45,7 +48,9 @@ class GeminiFormat(Format):
         first = as_dict(candidates[0]) if candidates else {}
         parts = [p for p in as_dict(first.get("content")).get("parts") or [] if isinstance(p, dict)]
         meta = as_dict(payload.get("usageMetadata"))
-        reason = first.get("finishReason")
+        reason = first.get("finishReason") or as_dict(payload.get("promptFeedback")).get(
+            "blockReason"
+        )
         prompt = int_or_none(meta.get("promptTokenCount"))
         completion = int_or_none(meta.get("candidatesTokenCount"))
         return make_answer(
@@ -58,7 +63,7 @@ class GeminiFormat(Format):
                 int_or_none(meta.get("thoughtsTokenCount")),
             ),
             response="".join(p.get("text", "") for p in parts if not p.get("thought")),
-            finish_reason=None if reason is None else _FINISH.get(str(reason), "content_filter"),
+            finish_reason=str_or_none(reason),
             response_id=str_or_none(payload.get("responseId")),
             served_model=str_or_none(payload.get("modelVersion")),
             reasoning="".join(p.get("text", "") for p in parts if p.get("thought")) or None,

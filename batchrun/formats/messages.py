@@ -1,4 +1,9 @@
-"""Anthropic's ``/messages``: the key in ``x-api-key``, system text apart, content blocks back."""
+"""Anthropic's ``/messages``: the key in ``x-api-key``, system text apart, content blocks back.
+
+Prompt tokens are the whole input, as the published usage splits it:
+``input_tokens`` plus ``cache_read_input_tokens`` plus
+``cache_creation_input_tokens`` (the two cache counts are nullable).
+"""
 
 from __future__ import annotations
 
@@ -50,12 +55,14 @@ class MessagesFormat(Format):
     def parse(self, payload: JsonObject, reply: Reply) -> Answer | None:
         blocks = [b for b in payload.get("content") or [] if isinstance(b, dict)]
         usage = as_dict(payload.get("usage"))
-        cache_read = usage.get("cache_read_input_tokens")
-        prompt = int_or_none((usage.get("input_tokens") or 0) + (cache_read or 0))
+        cache_read = int_or_none(usage.get("cache_read_input_tokens"))
+        fresh = int_or_none(usage.get("input_tokens"))
+        written = int_or_none(usage.get("cache_creation_input_tokens"))
+        prompt = None if fresh is None else fresh + (cache_read or 0) + (written or 0)
         completion = int_or_none(usage.get("output_tokens"))
         return make_answer(
             reply,
-            Usage(prompt, completion, total_of(prompt, completion, None), int_or_none(cache_read)),
+            Usage(prompt, completion, total_of(prompt, completion, None), cache_read),
             response="".join(b.get("text", "") for b in blocks if b.get("type") == "text"),
             finish_reason=str_or_none(payload.get("stop_reason")),
             response_id=str_or_none(payload.get("id")),

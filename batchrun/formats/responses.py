@@ -1,4 +1,9 @@
-"""OpenAI's ``/responses``: ``input`` for messages, the answer as typed output items."""
+"""OpenAI's ``/responses``: ``input`` for messages, the answer as typed output items.
+
+The finish reason is the body's ``status`` (``completed``), or the reason
+in ``incomplete_details`` (``max_output_tokens``, ``content_filter``); a
+``refusal`` content item is kept as the response text.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ from batchrun.formats.base import (
 )
 from batchrun.record import Answer
 
+_TEXT = ("output_text", "text")
+
 
 class ResponsesFormat(Format):
     """``POST responses``; ``max_tokens`` is sent as ``max_output_tokens``."""
@@ -31,34 +38,36 @@ class ResponsesFormat(Format):
 
     def parse(self, payload: JsonObject, reply: Reply) -> Answer | None:
         texts: list[str] = []
+        refusals: list[str] = []
         reasoning: list[str] = []
         calls: list[Any] = []
         for item in payload.get("output") or []:
             if not isinstance(item, dict):
                 continue
             if item.get("type") == "message":
-                texts += [
-                    c.get("text", "")
-                    for c in item.get("content") or []
-                    if isinstance(c, dict) and c.get("type") in ("output_text", "text")
-                ]
+                parts = [c for c in item.get("content") or [] if isinstance(c, dict)]
+                texts += [c.get("text") or "" for c in parts if c.get("type") in _TEXT]
+                refusals += [c.get("refusal") or "" for c in parts if c.get("type") == "refusal"]
             elif item.get("type") == "reasoning":
                 reasoning += [
                     s.get("text", "") for s in item.get("summary") or [] if isinstance(s, dict)
                 ]
             elif item.get("type") == "function_call":
                 calls.append(item)
-        status = payload.get("status")
+        status = str_or_none(payload.get("status"))
+        refusal = "".join(refusals)
         text = "".join(texts) if texts or status == "completed" else None
-        reason = as_dict(payload.get("incomplete_details")).get("reason")
-        finish = "stop" if status == "completed" else reason or status
-        if text is None and finish is None:
+        reason = str_or_none(as_dict(payload.get("incomplete_details")).get("reason"))
+        finish = status if status == "completed" else reason or status
+        refused = bool(refusal) and not text
+        if text is None and finish is None and not refused:
             return None
         return make_answer(
             reply,
             usage_of(payload.get("usage"), fill_total=True),
-            response=text,
+            response=refusal if refused else text,
             finish_reason=finish,
+            refused=refused,
             response_id=str_or_none(payload.get("id")),
             served_model=str_or_none(payload.get("model")),
             reasoning="".join(reasoning) or None,

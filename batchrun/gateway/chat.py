@@ -160,13 +160,15 @@ def bend(reply: ChatReply, call: Call) -> ChatReply:
         reply.reasoning_tokens = reply.completion_tokens
     elif scenario == "S24d":
         reply.finish = "content_filter"
+    elif scenario == "S22b":
+        reply.message["content"] = ""
     elif scenario == "S06":  # counted from the JSON of the messages, as a gateway estimates
         reply.prompt_tokens = count_tokens(json.dumps(call.body.get("messages") or []))
     return reply
 
 
 def completion(reply: ChatReply, call: Call) -> dict[str, Any]:
-    """The ``chat.completion`` object of ``reply`` (without usage under S05)."""
+    """The ``chat.completion`` object of ``reply`` (without usage under S05 and S22b)."""
     payload: dict[str, Any] = {
         "id": f"chatcmpl-{call.request_id}",
         "object": "chat.completion",
@@ -178,7 +180,7 @@ def completion(reply: ChatReply, call: Call) -> dict[str, Any]:
         ],
         "usage": reply.usage(),
     }
-    if call.scenario == "S05":
+    if call.scenario in ("S05", "S22b"):
         del payload["usage"]
     return payload
 

@@ -197,6 +197,16 @@ REFUSALS: dict[str, FaultBuilder] = {
         code="",
         suffix=False,
     ),
+    "E400": lambda c: _error(
+        400,
+        f"{{'error': '/chat/completions: Invalid model name passed in model={c.model}. "
+        "Call `/v1/models` to view available models for your key.'}",
+        c,
+        type_="None",
+        code="400",
+        param="None",
+        suffix=False,
+    ),
     "E404b": lambda c: _error(
         404,
         f"The model `{c.model}` does not exist or you do not have access to it.",

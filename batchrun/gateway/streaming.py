@@ -7,7 +7,8 @@ Scenarios (GATEWAYS.md section 8) bend it: S02b ``data:`` without a space,
 S03 ``: PING`` comments and a usage chunk made up by the gateway, S04 usage
 although not asked for, S18 an error event mid-stream, S19 ``[DONE]`` with
 no finish reason, S20 the connection dropped, S21 a stall, S22 only
-``[DONE]``, S24* other finish reasons, S30 a line longer than 64 KiB
+``[DONE]``, S22b an empty ``delta`` that finishes and no usage, S24* other
+finish reasons, S30 a line longer than 64 KiB
 (S30b the same, cut short).
 """
 
@@ -123,6 +124,9 @@ async def stream_answer(call: Call, text: str, usage: dict[str, Any]) -> web.Str
     stream = EventStream(call)
     await stream.open()
     if call.scenario == "S22":
+        return await stream.close()
+    if call.scenario == "S22b":
+        await stream.send(_chunk(call, {}, "stop"))
         return await stream.close()
     if call.scenario in _LONG:
         text = "x" * 100_000 + " " + text
