@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchrun.errors import CatalogError
+from batchrun.wire import JsonObject
 
 QUOTA_PER_USD = 500_000
 UNLIMITED_USD = 100_000_000
@@ -97,12 +98,12 @@ def parse_subscription(subscription: Any, usage: Any) -> Balance:
     return Balance(max(limit - used, 0.0), used, limit, "dashboard/billing")
 
 
-def _data_of(payload: Any, what: str) -> dict[str, Any]:
+def _data_of(payload: Any, what: str) -> JsonObject:
     """The ``data`` object of a new-api answer; ``CatalogError`` with its error otherwise."""
     problem = _error_of(payload)
     if problem or not isinstance(payload.get("data"), dict):
         raise CatalogError(problem or f"no data in {what}")
-    data: dict[str, Any] = payload["data"]
+    data: JsonObject = payload["data"]
     return data
 
 

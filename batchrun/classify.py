@@ -31,6 +31,7 @@ from batchrun.errors import (
     ServerError,
 )
 from batchrun.redact import redact
+from batchrun.wire import JsonObject
 
 MAX_ERROR_BODY = 500
 MAX_RETRY_AFTER_S = 120.0
@@ -62,7 +63,7 @@ def decode(body: bytes) -> Any:
 
 def answer_payload(
     status: int, headers: Mapping[str, str], body: bytes, secrets: list[str]
-) -> dict[str, Any]:
+) -> JsonObject:
     """The JSON object of a successful answer; its classified error otherwise.
 
     Only a non-null ``error`` makes a 200 an error: published schemas (the
@@ -90,7 +91,7 @@ def classify_error(
     text = snippet(readable, secrets)
     message = f"HTTP {status}: {text}" if text else f"HTTP {status} with an empty body"
     lowered = text.lower()
-    kwargs: dict[str, Any] = {"http_status": status, "code": code}
+    kwargs: JsonObject = {"http_status": status, "code": code}
     if status == 429:
         return RateLimited(message, retry_after=retry_after_seconds(headers), **kwargs)
     if status == 401:

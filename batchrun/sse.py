@@ -19,6 +19,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from batchrun.wire import JsonObject
+
 
 async def split_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """Lines (without their end) from a byte stream, however long they are."""
@@ -37,7 +39,7 @@ async def split_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 class StreamError(Exception):
     """An event in the stream carried an error object."""
 
-    def __init__(self, payload: dict[str, Any]) -> None:
+    def __init__(self, payload: JsonObject) -> None:
         super().__init__(str(payload.get("error")))
         self.payload = payload
 
@@ -50,9 +52,9 @@ class StreamAssembler:
     text: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
     refusal: list[str] = field(default_factory=list)
-    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    tool_calls: dict[int, JsonObject] = field(default_factory=dict)
     finish_reason: str | None = None
-    usage: dict[str, Any] | None = None
+    usage: JsonObject | None = None
     response_id: str | None = None
     model: str | None = None
     first_token_at: float | None = None
@@ -85,7 +87,7 @@ class StreamAssembler:
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             return
         choice = choices[0]
-        delta: dict[str, Any] = choice["delta"] if isinstance(choice.get("delta"), dict) else {}
+        delta: JsonObject = choice["delta"] if isinstance(choice.get("delta"), dict) else {}
         content = delta.get("content")
         thought = delta.get("reasoning_content") or delta.get("reasoning")
         if isinstance(content, str) and content:
@@ -111,16 +113,14 @@ class StreamAssembler:
             self.first_token_at = now
         self.last_token_at = now
 
-    def _tool_call(self, call: dict[str, Any]) -> None:
+    def _tool_call(self, call: JsonObject) -> None:
         index = call.get("index", len(self.tool_calls))
         entry = self.tool_calls.setdefault(
             int(index) if isinstance(index, int) else len(self.tool_calls),
             {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
         )
         entry["id"] = call.get("id") or entry["id"]
-        function: dict[str, Any] = (
-            call["function"] if isinstance(call.get("function"), dict) else {}
-        )
+        function: JsonObject = call["function"] if isinstance(call.get("function"), dict) else {}
         entry["function"]["name"] += function.get("name") or ""
         entry["function"]["arguments"] += function.get("arguments") or ""
 

@@ -21,6 +21,7 @@ from batchrun.batch.lines import Chunk
 from batchrun.batch.transport import BatchHttp
 from batchrun.errors import JobError
 from batchrun.plan import PlannedModel
+from batchrun.wire import JsonObject
 
 ROUTE = "messages/batches"
 _LIST_PAGES = 20
@@ -107,7 +108,7 @@ class AnthropicBatches:
             raise provider_error(reply, f"cancelling message batch {remote_id}", self.http)
 
 
-def _listed(batch: dict[str, Any]) -> Listed:
+def _listed(batch: JsonObject) -> Listed:
     counts = batch.get("request_counts") or {}
     return Listed(
         remote_id=str(batch.get("id")),

@@ -11,12 +11,13 @@ cut or missing is fetched again on the next poll, up to ``MAX_FETCHES``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from batchrun.batch.api import BatchApi, BatchState
 from batchrun.batch.pending import PendingRecord, PendingWork
 from batchrun.batch.results import EXPIRED, FAILED, RowMaker, read_lines
 from batchrun.record import Request, Result
+from batchrun.wire import JsonObject
 
 if TYPE_CHECKING:
     from batchrun.batch.lane import Host
@@ -94,7 +95,7 @@ class Collector:
     async def _ended(
         self, api: BatchApi, work: PendingWork, state: BatchState, requests: dict[str, Request]
     ) -> int:
-        lines: list[dict[str, Any]] = []
+        lines: list[JsonObject] = []
         whole = True
         for ref in state.results:
             data = await api.fetch(ref)
@@ -135,7 +136,7 @@ class Collector:
         self,
         api: BatchApi,
         work: PendingWork,
-        lines: list[dict[str, Any]],
+        lines: list[JsonObject],
         requests: dict[str, Request],
     ) -> list[Result]:
         maker = self._maker(work)

@@ -9,7 +9,6 @@ files from ``GET /v1/files/{id}/content``; ``GET /v1/batches`` to reconcile.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import aiohttp
 
@@ -23,6 +22,7 @@ from batchrun.batch.api import (
 from batchrun.batch.lines import Chunk, openai_url
 from batchrun.batch.transport import BatchHttp
 from batchrun.plan import PlannedModel
+from batchrun.wire import JsonObject
 
 COMPLETION_WINDOW = "24h"
 SUBMISSION_KEY = "batchrun_submission"
@@ -133,7 +133,7 @@ class OpenAIBatches:
             raise provider_error(reply, f"cancelling batch {remote_id}", self.http)
 
 
-def _listed(batch: dict[str, Any]) -> Listed:
+def _listed(batch: JsonObject) -> Listed:
     metadata = batch.get("metadata") or {}
     counts = batch.get("request_counts") or {}
     return Listed(

@@ -19,6 +19,7 @@ from batchrun.classify import classify_error
 from batchrun.client import parse_answer
 from batchrun.errors import RequestError
 from batchrun.record import Request, Result
+from batchrun.wire import JsonObject
 
 # Anthropic's error types as the HTTP status the same error has online.
 ANTHROPIC_STATUS = {
@@ -36,9 +37,9 @@ EXPIRED = "batch_expired"
 FAILED = "batch_failed"
 
 
-def read_lines(data: bytes) -> tuple[list[dict[str, Any]], bool]:
+def read_lines(data: bytes) -> tuple[list[JsonObject], bool]:
     """The JSON lines of a results file, and whether it is whole (no line cut short)."""
-    lines: list[dict[str, Any]] = []
+    lines: list[JsonObject] = []
     for raw in data.split(b"\n"):
         if not raw.strip():
             continue
@@ -60,7 +61,7 @@ class RowMaker:
         self.submitted_at = submitted_at
         self.secrets = secrets
 
-    def openai(self, line: dict[str, Any], request: Request) -> Result | None:
+    def openai(self, line: JsonObject, request: Request) -> Result | None:
         """An OpenAI output or error line as a row (None for a cancelled line: unsent)."""
         error = line.get("error")
         if isinstance(error, dict):
@@ -78,7 +79,7 @@ class RowMaker:
             return self.failed(request, error_class.error_type, error_class.message, status)
         return self._parsed(request, raw)
 
-    def anthropic(self, line: dict[str, Any], request: Request) -> Result | None:
+    def anthropic(self, line: JsonObject, request: Request) -> Result | None:
         """An Anthropic results line as a row (None for a cancelled request: unsent)."""
         result = _dict(line.get("result"))
         kind = result.get("type")
@@ -150,5 +151,5 @@ class RowMaker:
         )
 
 
-def _dict(value: Any) -> dict[str, Any]:
+def _dict(value: Any) -> JsonObject:
     return value if isinstance(value, dict) else {}

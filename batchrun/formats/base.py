@@ -27,13 +27,13 @@ from batchrun.errors import EmptyAnswer, ServerError
 from batchrun.formats.finish import normalise_finish
 from batchrun.limits import parse_duration
 from batchrun.record import Answer
+from batchrun.wire import JsonObject as JsonObject  # formats name raw JSON by it
 
 # The one list of API formats a job can name (``api:``); ``FORMATS`` has an object for each.
 Api = Literal["chat", "responses", "messages", "gemini", "embeddings"]
 # Builds the exact body of one request from its rendered messages (JSON bytes).
 Encoder = Callable[[bytes], bytes]
 # A JSON object as it came off the wire (or as a job's params go onto it): not typed further.
-JsonObject = dict[str, Any]
 
 # Where gateways put the id of a request, the gateway's own first: one-api and new-api,
 # LiteLLM, then the upstream's (OpenAI, Anthropic, Google); Cloudflare's ray id last.

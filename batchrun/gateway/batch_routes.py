@@ -23,6 +23,7 @@ import orjson
 from aiohttp import web
 
 from batchrun.gateway.batches import ENDPOINT_FORMATS, BatchStore, HeldBatch
+from batchrun.wire import JsonObject
 
 _CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 WINDOW_S = 24 * 3600
@@ -40,7 +41,7 @@ def _iso(stamp: float | None) -> str | None:
     return datetime.fromtimestamp(stamp, UTC).isoformat().replace("+00:00", "Z") if stamp else None
 
 
-def _jsonl(items: list[dict[str, Any]]) -> bytes:
+def _jsonl(items: list[JsonObject]) -> bytes:
     return b"".join(orjson.dumps(item) + b"\n" for item in items)
 
 
@@ -162,10 +163,10 @@ class BatchRoutes:
             batch.cancelled_at = time.time()
         return web.json_response(await self._openai(batch, request))
 
-    async def _openai(self, batch: HeldBatch, request: web.Request) -> dict[str, Any]:
+    async def _openai(self, batch: HeldBatch, request: web.Request) -> JsonObject:
         await self.store.settle(batch, request)
         total = len(batch.lines)
-        shown: dict[str, Any] = {
+        shown: JsonObject = {
             "id": batch.id,
             "object": "batch",
             "endpoint": batch.endpoint,
@@ -192,13 +193,13 @@ class BatchRoutes:
         self._openai_files(batch, shown)
         return shown
 
-    def _openai_files(self, batch: HeldBatch, shown: dict[str, Any]) -> None:
+    def _openai_files(self, batch: HeldBatch, shown: JsonObject) -> None:
         assert batch.answers is not None
         if "output" not in batch.metadata.get("_files", {}):
-            ok: list[dict[str, Any]] = []
-            bad: list[dict[str, Any]] = []
+            ok: list[JsonObject] = []
+            bad: list[JsonObject] = []
             for answer in reversed(batch.answers):  # any order: results join by custom_id
-                item: dict[str, Any] = {"id": f"batch_req_{uuid.uuid4().hex[:16]}"}
+                item: JsonObject = {"id": f"batch_req_{uuid.uuid4().hex[:16]}"}
                 item["custom_id"] = answer.custom_id
                 if answer.outcome == "answered":
                     item["response"] = {"status_code": answer.status, "body": answer.body}
@@ -291,7 +292,7 @@ class BatchRoutes:
             return _error(404, "no results for this batch", anthropic=True)
         lines = []
         for answer in reversed(batch.answers):
-            result: dict[str, Any] = {"type": answer.outcome}
+            result: JsonObject = {"type": answer.outcome}
             if answer.outcome == "cancelled":
                 result = {"type": "canceled"}
             elif answer.status == 200:
@@ -304,7 +305,7 @@ class BatchRoutes:
             return _error(404, "results not found", anthropic=True)
         return web.Response(body=served, content_type="application/binary")
 
-    async def _anthropic(self, batch: HeldBatch, request: web.Request) -> dict[str, Any]:
+    async def _anthropic(self, batch: HeldBatch, request: web.Request) -> JsonObject:
         await self.store.settle(batch, request)
         counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
         if batch.answers is None:
@@ -341,11 +342,9 @@ def _page(
     return batches[start : start + size], start + size < len(batches)
 
 
-def _openai_lines(
-    content: bytes, endpoint: str
-) -> tuple[list[dict[str, Any]], tuple[int, str] | None]:
+def _openai_lines(content: bytes, endpoint: str) -> tuple[list[JsonObject], tuple[int, str] | None]:
     """The lines of an input file, and the first line that fails validation (1-based)."""
-    lines: list[dict[str, Any]] = []
+    lines: list[JsonObject] = []
     seen: set[str] = set()
     for number, raw in enumerate(content.splitlines(), start=1):
         try:

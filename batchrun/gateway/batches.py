@@ -15,7 +15,7 @@ import random
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import orjson
 from aiohttp import web
@@ -23,6 +23,7 @@ from aiohttp import web
 from batchrun.gateway.call import Call
 from batchrun.gateway.formats import FORMATS
 from batchrun.gateway.settings import BatchSettings, GatewaySettings
+from batchrun.wire import JsonObject
 
 Flavour = Literal["openai", "anthropic"]
 # The endpoints an OpenAI batch may name, and the format that answers each.
@@ -40,7 +41,7 @@ class Answer:
     custom_id: str
     outcome: Literal["answered", "expired", "cancelled"]
     status: int = 200
-    body: dict[str, Any] = field(default_factory=dict)
+    body: JsonObject = field(default_factory=dict)
 
 
 @dataclass
@@ -50,10 +51,10 @@ class HeldBatch:
     id: str
     flavour: Flavour
     created_at: float
-    lines: list[dict[str, Any]]
+    lines: list[JsonObject]
     endpoint: str = ""
     input_file_id: str = ""
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: JsonObject = field(default_factory=dict)
     expire: bool = False
     invalid: tuple[int, str] | None = None
     delay_s: float = 0.0
@@ -150,7 +151,7 @@ class BatchStore:
         batch.answers = answers
         batch.ended_at = time.time()
 
-    async def _answer(self, batch: HeldBatch, line: dict[str, Any], request: web.Request) -> Answer:
+    async def _answer(self, batch: HeldBatch, line: JsonObject, request: web.Request) -> Answer:
         custom_id = str(line.get("custom_id"))
         body = dict(line.get("body" if batch.flavour == "openai" else "params") or {})
         body.pop("stream", None)
@@ -195,7 +196,7 @@ def parse_batch_settings(specs: tuple[str, ...] | list[str]) -> BatchSettings:
     return settings
 
 
-def _server_error(flavour: Flavour) -> dict[str, Any]:
+def _server_error(flavour: Flavour) -> JsonObject:
     if flavour == "anthropic":
         return {"type": "error", "error": {"type": "api_error", "message": "Internal server error"}}
     return {
@@ -207,7 +208,7 @@ def _server_error(flavour: Flavour) -> dict[str, Any]:
     }
 
 
-def _no_model(flavour: Flavour, model: str) -> dict[str, Any]:
+def _no_model(flavour: Flavour, model: str) -> JsonObject:
     message = f"The model '{model}' does not exist or you do not have access to it."
     if flavour == "anthropic":
         return {"type": "error", "error": {"type": "not_found_error", "message": message}}

@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 
 from batchrun.gateway.settings import GatewaySettings
+from batchrun.wire import JsonObject
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class Call:
     """An admitted request: what was asked, of which model, under which scenario."""
 
     request: web.Request
-    body: dict[str, Any]
+    body: JsonObject
     model: str
     request_id: str
     scenario: str | None
@@ -47,11 +48,11 @@ class ApiFormat(Protocol):
     name: str
     path: str  # the aiohttp route it answers (POST)
 
-    def model_of(self, request: web.Request, body: dict[str, Any]) -> object:
+    def model_of(self, request: web.Request, body: JsonObject) -> object:
         """The model the request names (anything but a non-empty str is refused)."""
         ...
 
-    def texts(self, body: dict[str, Any]) -> tuple[str, str]:
+    def texts(self, body: JsonObject) -> tuple[str, str]:
         """The whole prompt and the last user text."""
         ...
 
@@ -60,7 +61,7 @@ class ApiFormat(Protocol):
         ...
 
 
-def json_response(payload: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
+def json_response(payload: JsonObject, headers: dict[str, str] | None = None) -> web.Response:
     """A 200 JSON answer serialised with orjson."""
     return web.Response(
         body=orjson.dumps(payload), content_type="application/json", headers=headers

@@ -20,6 +20,7 @@ from aiohttp import web
 from batchrun.gateway.call import Call, json_response, last_user, turns_of
 from batchrun.gateway.replies import answer, count_tokens
 from batchrun.gateway.streaming import stream_answer
+from batchrun.wire import JsonObject
 
 _RATELIMIT_HEADERS = {
     "x-ratelimit-limit-requests": "5000",
@@ -32,14 +33,14 @@ _RATELIMIT_HEADERS = {
 class ChatReply:
     """One composed chat answer: the message, why it finished, and its token counts."""
 
-    message: dict[str, Any]
+    message: JsonObject
     finish: str | None
     prompt_tokens: int
     completion_tokens: int
     reasoning_tokens: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: JsonObject = field(default_factory=dict)
 
-    def usage(self) -> dict[str, Any]:
+    def usage(self) -> JsonObject:
         """OpenAI's full usage object."""
         return {
             "prompt_tokens": self.prompt_tokens,
@@ -65,7 +66,7 @@ def _images_of(content: Any) -> list[str]:
     return found
 
 
-def _fill_schema(response_format: dict[str, Any], text: str) -> dict[str, Any]:
+def _fill_schema(response_format: JsonObject, text: str) -> JsonObject:
     """An object that fits a json_schema response format (strings carry the answer)."""
     schema = (response_format.get("json_schema") or {}).get("schema") or {}
     properties = schema.get("properties") or {"answer": {"type": "string"}}
@@ -100,7 +101,7 @@ def _text(call: Call, question: str) -> str:
     return text
 
 
-def _tool_call(call: Call, question: str) -> list[dict[str, Any]] | None:
+def _tool_call(call: Call, question: str) -> list[JsonObject] | None:
     """A call of the first offered tool, unless tools are absent or turned off."""
     tools = call.body.get("tools")
     if not isinstance(tools, list) or not tools or call.body.get("tool_choice") == "none":
@@ -167,9 +168,9 @@ def bend(reply: ChatReply, call: Call) -> ChatReply:
     return reply
 
 
-def completion(reply: ChatReply, call: Call) -> dict[str, Any]:
+def completion(reply: ChatReply, call: Call) -> JsonObject:
     """The ``chat.completion`` object of ``reply`` (without usage under S05 and S22b)."""
-    payload: dict[str, Any] = {
+    payload: JsonObject = {
         "id": f"chatcmpl-{call.request_id}",
         "object": "chat.completion",
         "created": int(time.time()),
@@ -191,11 +192,11 @@ class ChatFormat:
     name = "chat"
     path = "/v1/chat/completions"
 
-    def model_of(self, request: web.Request, body: dict[str, Any]) -> object:
+    def model_of(self, request: web.Request, body: JsonObject) -> object:
         """The body's ``model``."""
         return body.get("model")
 
-    def texts(self, body: dict[str, Any]) -> tuple[str, str]:
+    def texts(self, body: JsonObject) -> tuple[str, str]:
         """The messages' text and the last user message's."""
         turns = turns_of(body.get("messages"))
         prompt = "\n".join(text for _, text in turns)

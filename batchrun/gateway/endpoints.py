@@ -8,13 +8,12 @@ gateways lack (S29). Keys are checked by the auth middleware, not here.
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from batchrun.gateway.refusals import REFUSALS, FaultContext
 from batchrun.gateway.request_ids import current_id
 from batchrun.gateway.settings import DEFAULT_MODELS, GatewaySettings
+from batchrun.wire import JsonObject
 
 QUOTA_PER_USD = 500_000
 
@@ -86,7 +85,7 @@ class Endpoints:
         if self.settings.billing != "token_usage":
             return web.Response(status=404, text="404 page not found")
         limit, used = self.settings.balance_usd, self.settings.used_usd
-        data: dict[str, Any] = {
+        data: JsonObject = {
             "object": "token_usage",
             "name": "key",
             "total_granted": limit * QUOTA_PER_USD,

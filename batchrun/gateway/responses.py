@@ -18,9 +18,10 @@ from aiohttp import web
 from batchrun.gateway.call import Call, json_response, last_user, turns_of
 from batchrun.gateway.replies import answer, count_tokens
 from batchrun.gateway.streaming import EventStream, pieces_of
+from batchrun.wire import JsonObject
 
 
-def _usage(prompt_tokens: int, output_tokens: int) -> dict[str, Any]:
+def _usage(prompt_tokens: int, output_tokens: int) -> JsonObject:
     return {
         "input_tokens": prompt_tokens,
         "input_tokens_details": {"cached_tokens": 0},
@@ -30,7 +31,7 @@ def _usage(prompt_tokens: int, output_tokens: int) -> dict[str, Any]:
     }
 
 
-def _message(call: Call, text: str | None) -> dict[str, Any]:
+def _message(call: Call, text: str | None) -> JsonObject:
     """The output message item; in progress and empty while ``text`` is None."""
     return {
         "type": "message",
@@ -41,13 +42,13 @@ def _message(call: Call, text: str | None) -> dict[str, Any]:
     }
 
 
-def _part(text: str) -> dict[str, Any]:
+def _part(text: str) -> JsonObject:
     return {"type": "output_text", "text": text, "annotations": []}
 
 
-def response_object(call: Call, text: str | None, usage: dict[str, Any] | None) -> dict[str, Any]:
+def response_object(call: Call, text: str | None, usage: JsonObject | None) -> JsonObject:
     """The ``response`` object: completed with ``text`` and ``usage``, or in progress."""
-    payload: dict[str, Any] = {
+    payload: JsonObject = {
         "id": f"resp_{call.request_id}",
         "object": "response",
         "created_at": int(time.time()),
@@ -72,11 +73,11 @@ class ResponsesFormat:
     name = "responses"
     path = "/v1/responses"
 
-    def model_of(self, request: web.Request, body: dict[str, Any]) -> object:
+    def model_of(self, request: web.Request, body: JsonObject) -> object:
         """The body's ``model``."""
         return body.get("model")
 
-    def texts(self, body: dict[str, Any]) -> tuple[str, str]:
+    def texts(self, body: JsonObject) -> tuple[str, str]:
         """``input`` as a string, or the text of its messages and the last user one."""
         items = body.get("input")
         if isinstance(items, str):
@@ -95,7 +96,7 @@ class ResponsesFormat:
         return json_response(response_object(call, text, usage))
 
 
-async def _stream(call: Call, text: str, usage: dict[str, Any]) -> web.StreamResponse:
+async def _stream(call: Call, text: str, usage: JsonObject) -> web.StreamResponse:
     """Write the events of one streamed response."""
     stream = EventStream(call)
     await stream.open()

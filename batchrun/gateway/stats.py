@@ -12,10 +12,11 @@ from __future__ import annotations
 import collections
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+
+from batchrun.wire import JsonObject
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STATS_PATH = "/_sim/stats"
@@ -49,7 +50,7 @@ class GatewayStats:
             self.in_flight_at_first_answer = self.in_flight
         self.in_flight -= 1
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> JsonObject:
         """The counters ``/_sim/stats`` serves."""
         return {
             "requests": self.requests,

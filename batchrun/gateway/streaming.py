@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import orjson
 from aiohttp import web
 
 from batchrun.gateway.call import Call
+from batchrun.wire import JsonObject
 
 _FINISH = {"S24": "max_tokens", "S24b": "tool_use", "S24c": "refusal", "S24d": "content_filter"}
 _LONG = ("S30", "S30b")
@@ -48,7 +48,7 @@ class EventStream:
         """Send the status and headers."""
         await self.response.prepare(self.call.request)
 
-    async def send(self, payload: dict[str, Any] | str, event: str | None = None) -> None:
+    async def send(self, payload: JsonObject | str, event: str | None = None) -> None:
         """One event (a JSON object, or ``[DONE]``), then the scenario's comment and pace."""
         data = payload.encode() if isinstance(payload, str) else orjson.dumps(payload)
         head = f"event: {event}\n".encode() if event else b""
@@ -66,8 +66,8 @@ class EventStream:
         return self.response
 
 
-def _chunk(call: Call, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-    chunk: dict[str, Any] = {
+def _chunk(call: Call, delta: JsonObject, finish: str | None) -> JsonObject:
+    chunk: JsonObject = {
         "id": f"chatcmpl-{call.request_id}",
         "object": "chat.completion.chunk",
         "created": int(time.time()),
@@ -119,7 +119,7 @@ async def _midway(stream: EventStream) -> bool:
     return False
 
 
-async def stream_answer(call: Call, text: str, usage: dict[str, Any]) -> web.StreamResponse:
+async def stream_answer(call: Call, text: str, usage: JsonObject) -> web.StreamResponse:
     """Write one streamed chat answer of ``text``; returns the (already sent) response."""
     stream = EventStream(call)
     await stream.open()
