@@ -208,6 +208,8 @@ class OutputSpec(_Strict):
     path: Annotated[str, Field(min_length=1)]
     flush_every: PositiveInt = 5000
     flush_seconds: PositiveFloat = 10.0
+    # The journal is fsynced at most this often (0: every write); see batchrun.sink.
+    fsync_seconds: Annotated[float, Field(ge=0)] = 1.0
 
     @field_validator("path")
     @classmethod
