@@ -182,7 +182,7 @@ def validate(job: str, debug: bool) -> None:
     prepared = guard(debug, lambda: prepare(job, require_key=False))
     show_plan(prepared)
     for warning in inspect(prepared.output):
-        click.echo(warning, err=True)
+        click.echo(f"batchrun: {warning}", err=True)
     if prepared.key_problem is not None:
         raise Failure(prepared.key_problem, EXIT_USAGE)
 

@@ -148,3 +148,23 @@ def test_validate_says_the_output_is_damaged(gateway: GatewayThread) -> None:
     assert f"warning: {OUTPUT} cannot be read whole" in result.stderr
     assert "the next run moves it aside" in result.stderr
     assert not list(OUTPUT.parent.glob("*.damaged-*"))
+
+
+def test_a_heal_that_cannot_write_sends_nothing(
+    gateway: GatewayThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the journal a dead run left cannot be written as a part, nothing is sent: exit 1."""
+    segment = leave_journal(gateway, monkeypatch)
+
+    def full(write: Callable[[Path], None], path: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(store, "replace_atomic", full)
+    before = gateway.gateway.stats.all_requests
+    result = invoke("run", "job.yaml")
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("batchrun: error:")]
+    assert len(errors) == 1 and "No space left on device" in errors[0]
+    assert gateway.gateway.stats.all_requests == before  # not even the model list
+    assert len(read_journal(segment).results) == ROWS  # still there, whole
