@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -56,49 +57,11 @@ def compact(output: Path, prompts: pl.DataFrame | None, transform: Transform | N
         schema = {name: added[name] for name in _column_order(list(added))}
     # One run's parts into an empty output cannot hold a key twice: skip the key table.
     masks = {} if not output.exists() and len(_part_runs(parts)) <= 1 else _keep_masks(sources)
-    written = 0
-
-    def batches() -> Iterator[pl.DataFrame]:
-        pending: list[pl.DataFrame] = []
-        for index, path in enumerate(sources):
-            mask = masks.get(index)
-            if path == output:
-                # The earlier output can be large: read it a batch at a time.
-                offset = 0
-                for frame in pl.scan_parquet(path).collect_batches(chunk_size=_BATCH_ROWS):
-                    height = frame.height
-                    if mask is not None:
-                        frame = frame.filter(mask.slice(offset, height))
-                    offset += height
-                    yield _conform(transform(frame) if transform else frame, schema)
-                continue
-            # Parts are small (one flush each): gather them into batches of about
-            # _BATCH_ROWS, so the per-batch work is done once per batch, not per part.
-            frame = pl.read_parquet(path)
-            pending.append(frame.filter(mask) if mask is not None else frame)
-            if sum(f.height for f in pending) >= _BATCH_ROWS:
-                yield finish(pending)
-                pending = []
-        if pending:
-            yield finish(pending)
-
-    def finish(frames: list[pl.DataFrame]) -> pl.DataFrame:
-        frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
-        if carried is not None:
-            frame = carried.attach(frame)
-        if transform is not None:
-            frame = transform(frame)
-        return _conform(frame, schema)
-
-    def source(*_: object) -> Iterator[pl.DataFrame]:
-        nonlocal written
-        for frame in batches():
-            written += frame.height
-            yield frame
+    fold = _Fold(output, sources, masks, schema, carried, transform)
 
     def write(tmp: Path) -> None:
         # Polars pulls the batches one at a time and streams them into the file.
-        register_io_source(source, schema=schema).sink_parquet(
+        register_io_source(fold.source, schema=schema).sink_parquet(
             tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS
         )
 
@@ -109,7 +72,59 @@ def compact(output: Path, prompts: pl.DataFrame | None, transform: Transform | N
             part.unlink()
     with contextlib.suppress(OSError):
         parts_dir(output).rmdir()
-    return written
+    return fold.written
+
+
+@dataclass
+class _Fold:
+    """One compaction's pass over its sources, batch by batch, in the output's schema."""
+
+    output: Path
+    sources: list[Path]
+    masks: dict[int, pl.Series]
+    schema: dict[str, pl.DataType]
+    carried: _Carried | None
+    transform: Transform | None
+    written: int = 0
+
+    def source(self, *_: object) -> Iterator[pl.DataFrame]:
+        """The batches, for Polars' IO source; counts the rows written."""
+        for frame in self._batches():
+            self.written += frame.height
+            yield frame
+
+    def _batches(self) -> Iterator[pl.DataFrame]:
+        pending: list[pl.DataFrame] = []
+        for index, path in enumerate(self.sources):
+            mask = self.masks.get(index)
+            if path == self.output:
+                # The earlier output can be large: read it a batch at a time.
+                offset = 0
+                for frame in pl.scan_parquet(path).collect_batches(chunk_size=_BATCH_ROWS):
+                    height = frame.height
+                    if mask is not None:
+                        frame = frame.filter(mask.slice(offset, height))
+                    offset += height
+                    frame = self.transform(frame) if self.transform else frame
+                    yield _conform(frame, self.schema)
+                continue
+            # Parts are small (one flush each): gather them into batches of about
+            # _BATCH_ROWS, so the per-batch work is done once per batch, not per part.
+            frame = pl.read_parquet(path)
+            pending.append(frame.filter(mask) if mask is not None else frame)
+            if sum(f.height for f in pending) >= _BATCH_ROWS:
+                yield self._finish(pending)
+                pending = []
+        if pending:
+            yield self._finish(pending)
+
+    def _finish(self, frames: list[pl.DataFrame]) -> pl.DataFrame:
+        frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+        if self.carried is not None:
+            frame = self.carried.attach(frame)
+        if self.transform is not None:
+            frame = self.transform(frame)
+        return _conform(frame, self.schema)
 
 
 def _part_runs(parts: list[Path]) -> set[str]:
