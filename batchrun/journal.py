@@ -32,7 +32,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from batchrun.store import Result
+from batchrun.store import Result, sync_folder
 
 VERSION = 1
 _FIELDS = list(Result._fields)
@@ -105,6 +105,7 @@ class JournalWriter:
         self._fd: int | None = None
         self._size = 0
         self._dirty = False
+        self._named = False  # whether the segment's name in its folder has been synced
 
     def write(self, data: bytes) -> None:
         """Hand ``data`` (whole records) to the operating system."""
@@ -132,11 +133,14 @@ class JournalWriter:
         self._dirty = True
 
     def sync(self) -> None:
-        """fsync what was written since the last sync."""
+        """fsync what was written since the last sync (and, the first time, the folder)."""
         if self._fd is None or not self._dirty:
             return
         try:
             os.fsync(self._fd)
+            if not self._named:
+                sync_folder(self.path.parent)
+                self._named = True
         except OSError as exc:
             raise OSError(exc.errno, exc.strerror, str(self.path)) from None
         self._dirty = False

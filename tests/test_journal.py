@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -31,6 +32,17 @@ def result(index: int, status: str = "ok") -> Result:
         embedding=[0.5, -1.25] if index % 2 else None,
         error_type=None if status == "ok" else "server_error",
     )
+
+
+def record_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Count fsyncs instead of making them: "file" or "folder" each."""
+    synced: list[str] = []
+
+    def fsync(fd: int) -> None:
+        synced.append("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
 
 
 def only_segment(output: Path) -> Path:
@@ -122,30 +134,34 @@ def test_fsync_policy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync_seconds: float, expected: int
 ) -> None:
     """fsync_seconds 0 fsyncs every journal write; otherwise at most once per interval."""
-    synced: list[int] = []
-    monkeypatch.setattr(os, "fsync", synced.append)
+    synced = record_fsyncs(monkeypatch)
     results = ResultSink(tmp_path / "r.parquet", "run-a", "job", fsync_seconds=fsync_seconds)
     for index in range(5):
         results.add(result(index))
         results.tick()
-    assert len(synced) == expected
+    assert synced.count("file") == expected
 
 
 def test_tick_fsyncs_once_the_interval_has_passed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A tick within fsync_seconds of the last fsync does not sync; one after it does."""
-    synced: list[int] = []
-    monkeypatch.setattr(os, "fsync", synced.append)
+    """A tick within fsync_seconds of the last fsync does not sync; one after it does.
+
+    The first sync of a segment also syncs its folder, so its name survives too.
+    """
+    synced = record_fsyncs(monkeypatch)
     results = ResultSink(tmp_path / "r.parquet", "run-a", "job", fsync_seconds=0.2)
     results.add(result(0))
     results.tick()
     assert synced == []
     time.sleep(0.25)
     results.tick()
-    assert len(synced) == 1
+    assert synced == ["file", "folder"]
+    results.add(result(1))
+    time.sleep(0.25)
     results.tick()
-    assert len(synced) == 1  # nothing new written since
+    results.tick()
+    assert synced == ["file", "folder", "file"]  # the folder once; nothing new for the last
 
 
 def test_a_string_orjson_refuses_still_round_trips(tmp_path: Path) -> None:
