@@ -168,3 +168,32 @@ def test_a_heal_that_cannot_write_sends_nothing(
     assert len(errors) == 1 and "No space left on device" in errors[0]
     assert gateway.gateway.stats.all_requests == before  # not even the model list
     assert len(read_journal(segment).results) == ROWS  # still there, whole
+
+
+def test_a_damaged_row_group_costs_only_its_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A results file with one unreadable row group keeps the row groups that read."""
+    from batchrun import heal
+
+    monkeypatch.setattr(heal, "ROW_GROUP_ROWS", 100)
+    output = tmp_path / "results.parquet"
+    keys = [f"key-{i:03d}" for i in range(300)]
+    frame = pl.DataFrame(
+        {
+            "request_key": keys,
+            "status": ["ok"] * 300,
+            "error_type": pl.Series([None] * 300, dtype=pl.String),
+            "finished_at": [1.0] * 300,
+        }
+    )
+    frame.write_parquet(output, row_group_size=100, compression="uncompressed")
+    data = bytearray(output.read_bytes())
+    middle = data.index(b"key-150")  # inside the second row group's data
+    data[middle - 40 : middle + 40] = b"\xff" * 80
+    output.write_bytes(bytes(data))
+    (warning,) = heal.recover(output)
+    assert "kept the 200 rows that read" in warning
+    kept = pl.read_parquet(output)["request_key"].to_list()
+    assert kept == keys[:100] + keys[200:]
+    assert len(list(tmp_path.glob("results.parquet.damaged-*"))) == 1
