@@ -198,13 +198,24 @@ def _os_error(exc: pl.exceptions.PolarsError | pl.exceptions.PanicException, pat
 
     Writing batchrun's own fixed-schema frames fails only when the file
     system does; the OS error number is taken from Polars' message when it
-    gives one.
+    gives one. Some writes hide it ("Invalid thrift: transport error" when
+    the footer meets a full disk): then a folder with no room left means
+    the disk is full.
     """
     match = _OS_ERROR.search(str(exc))
     if match is not None:
         code = int(match.group(1))
         return OSError(code, os.strerror(code), str(path))
+    if _no_room(path.parent):
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
     return OSError(errno.EIO, f"the write failed ({exc})", str(path))
+
+
+def _no_room(folder: Path) -> bool:
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
 
 
 def part_files(output: Path) -> list[Path]:

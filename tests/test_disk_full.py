@@ -27,7 +27,7 @@ from batchrun import compaction, store
 from batchrun.gateway import GatewayThread
 from batchrun.journal import read_journal, segment_files
 from batchrun.run_report import RunReport
-from batchrun.store import part_files, parts_dir
+from batchrun.store import _os_error, part_files, parts_dir
 
 OUTPUT = Path("out/results.parquet")
 PROMPTS = 100  # x 2 models
@@ -244,7 +244,7 @@ def test_a_real_disk_fills_up_mid_run(
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("batchrun: error:")]
-    assert len(errors) == 1 and FULL in errors[0] and "results.parquet" in errors[0]
+    assert len(errors) == 1 and FULL in errors[0] and "results.parquet" in errors[0], result.stderr
     assert fill.at is not None and ended - fill.at < 1.0
     # batchrun's last page of journal may take a few more records after the filler's last
     # write: it stops at its own first failed write, with nothing sent but what is kept
@@ -259,3 +259,17 @@ def test_a_real_disk_fills_up_mid_run(
     assert "could not be read whole" not in again.stderr
     assert gw.gateway.stats.requests - sent == REQUESTS - len(kept)
     assert pl.read_parquet(output).height == REQUESTS
+
+
+def test_a_write_error_without_its_number_on_a_full_disk_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Polars hides ENOSPC when the footer fails ("Invalid thrift"); a full folder names it."""
+    hidden = pl.exceptions.ComputeError("parquet: Invalid thrift: transport error")
+    Path("out").mkdir()
+    room = os.statvfs("out")
+    assert _os_error(hidden, Path("out/x.parquet")).errno == errno.EIO  # there is room here
+    full = os.statvfs_result((*room[:4], 0, *room[5:]))  # f_bavail: 0
+    monkeypatch.setattr(os, "statvfs", lambda _: full)
+    error = _os_error(hidden, Path("out/x.parquet"))
+    assert (error.errno, error.strerror, error.filename) == (errno.ENOSPC, FULL, "out/x.parquet")
