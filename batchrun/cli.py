@@ -205,10 +205,13 @@ def _parse_shard(value: str | None) -> tuple[int, int] | None:
 def validate(job: str, debug: bool) -> None:
     """Check JOB without sending anything, then print its plan."""
     from batchrun.console import show_plan
+    from batchrun.heal import inspect
     from batchrun.prepare import prepare
 
     prepared = guard(debug, lambda: prepare(job, require_key=False))
     show_plan(prepared)
+    for warning in inspect(prepared.output):
+        click.echo(f"batchrun: {warning}", err=True)
     if prepared.key_problem is not None:
         raise Failure(prepared.key_problem, EXIT_USAGE)
 

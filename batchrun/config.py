@@ -137,6 +137,8 @@ class OutputSpec(JobSection):
     """Write the results every N answers."""
     flush_seconds: Seconds = 10.0
     """Write the results at least this often, in seconds."""
+    fsync_seconds: Annotated[float, Field(ge=0, le=3600)] = 1.0
+    """Sync the journal to disk at most this often, in seconds (0: every write)."""
 
     @field_validator("path")
     @classmethod

@@ -53,9 +53,14 @@ def estimated_cost(
 
 def pending_by_model(prepared: Prepared, shard: tuple[int, int] | None = None) -> dict[str, int]:
     """Per model, how many of the plan's requests a plain run would send now."""
+    import polars as pl
+
     from batchrun.store import done_keys
 
-    skip = done_keys(prepared.output)
+    try:
+        skip = done_keys(prepared.output)
+    except (OSError, pl.exceptions.PolarsError):
+        skip = set()  # a damaged output: the run heals it first; here nothing counts as done
     plan = prepared.plan
     return {model.name: plan.count(skip=skip, shard=shard, models=[model]) for model in plan.models}
 

@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from batchrun.compaction import compact
 from batchrun.config import Job, LoadedJob
 from batchrun.endpoint import open_client
 from batchrun.errors import JobError
 from batchrun.finishing import output_finisher, score_means
 from batchrun.limits import Limiter, ScopeLimits
 from batchrun.lock import RunLock
-from batchrun.manifest import write_manifest
+from batchrun.manifest import manifest_path, write_manifest
 from batchrun.plan import Request
 from batchrun.prepare import Prepared
 from batchrun.pricing import batch_price, cost_usd
@@ -32,16 +33,10 @@ from batchrun.progress import Progress
 from batchrun.queries import check_models, report_balance
 from batchrun.run_report import Ending, MaxFailures, OutputState, RunReport
 from batchrun.runner import RetryPolicy, Runner, RunOutcome
-from batchrun.store import (
-    Result,
-    ResultSink,
-    compact,
-    done_keys,
-    failure_counts,
-    new_run_id,
-)
+from batchrun.sink import TICK_SECONDS, ResultSink
+from batchrun.store import Result, done_keys, failure_counts, new_run_id
 from batchrun.summary import RunTally
-from batchrun.supersede import record_fingerprint, set_aside, set_aside_superseded, sidecar_path
+from batchrun.supersede import record_fingerprint, set_aside_superseded, sidecar_path
 
 if TYPE_CHECKING:
     from batchrun.client import GatewayClient
@@ -96,6 +91,7 @@ class Run:
             job.name,
             flush_every=job.output.flush_every,
             flush_seconds=job.output.flush_seconds,
+            fsync_seconds=job.output.fsync_seconds,
         )
         self.tally = RunTally()
         self.outcome = RunOutcome()
@@ -160,12 +156,13 @@ class Run:
             self.stop()
 
     def storage_failed(self, exc: OSError) -> None:
-        """A write failed: remember the first failure and stop sending."""
+        """Any write failed (journal, part, compaction, manifest): note the first, stop sending."""
         if self.storage_error is None:
             reason = exc.strerror or str(exc)
+            where = f" ({exc.filename})" if exc.filename else ""
             self.storage_error = (
-                f"cannot write results beside {self.output}: {reason}; the run stopped and "
-                "the results written so far are kept; make room and rerun to continue"
+                f"cannot write results beside {self.output}: {reason}{where}; the run stopped "
+                "and the results written so far are kept; make room and rerun to continue"
             )
         self.stop()
 
@@ -186,7 +183,9 @@ class Run:
         job = self.prepared.job
         plan = self.prepared.plan
         online = online_models(job, plan.models)
-        skip = done_keys(self.output, retry_errors=self.options.retry_errors)
+        skip = self._resume()
+        if skip is None:
+            return
         shard = self.options.shard
         self.todo = {
             model.name: plan.count(skip=skip, shard=shard, models=[model]) for model in online
@@ -213,6 +212,8 @@ class Run:
                 if self.pending:
                     await self._before_sending(client, base_url, limiter)
                 self._runner = Runner(client, self.record, limiter, retry=_retry_policy(job))
+                if self.storage_error is not None:
+                    self._runner.stop()
                 self.outcome = await self._run(self._runner, sources)
                 await lane.wait_if_asked()
         finally:
@@ -220,6 +221,18 @@ class Run:
             self._progress.close()
             self.flush()
         self.paces = {name: scope.pace_per_minute for name, scope in limiter.models.items()}
+
+    def _resume(self) -> set[str] | None:
+        """Heal the output's files (set them aside for --fresh); the keys done, None if failed."""
+        from batchrun.heal import ready_output
+
+        try:
+            for line in ready_output(self.output, self.prepared.plan.prompts, self.options.fresh):
+                self.ui.notify(line)
+            return done_keys(self.output, retry_errors=self.options.retry_errors)
+        except OSError as exc:
+            self.storage_failed(exc)
+            return None
 
     async def _before_sending(self, client: GatewayClient, base_url: str, limiter: Limiter) -> None:
         from batchrun.estimate import estimated_cost
@@ -256,16 +269,14 @@ class Run:
         )
 
     async def _flush_timer(self) -> None:
-        """Write buffered results at least every ``flush_seconds``, even when none arrive."""
-        seconds = self.prepared.job.output.flush_seconds
+        """Every tick, hand waiting results to the OS (a part and an fsync when due)."""
         while True:
-            await asyncio.sleep(seconds)
-            if self.sink.due():
-                try:
-                    self.sink.flush()
-                except OSError as exc:
-                    self.storage_failed(exc)
-                    return
+            await asyncio.sleep(TICK_SECONDS)
+            try:
+                self.sink.tick()
+            except OSError as exc:
+                self.storage_failed(exc)
+                return
 
     def flush(self) -> None:
         """Write every buffered result as a part (judges read the parts before compaction)."""
@@ -273,6 +284,8 @@ class Run:
             self.sink.flush()
         except OSError as exc:
             self.storage_failed(exc)
+        finally:
+            self.sink.close()
 
     def finish(self, judged: dict[str, Path] | None = None) -> RunReport:
         """Flush, compact into the output once (scores applied); the run's report."""
@@ -316,6 +329,15 @@ class Run:
             },
             scores=score_means(self.output) if state.rows else {},
         )
+
+    def save_manifest(self, report: RunReport) -> None:
+        """Write the manifest; a failure ends the run as a storage error (exit 1)."""
+        try:
+            write_manifest(report)
+        except OSError as exc:
+            self.storage_failed(OSError(exc.errno, exc.strerror, str(manifest_path(self.output))))
+            if report.ending in (Ending.FINISHED, Ending.BUDGET):
+                report.ending, report.reason = Ending.STORAGE, self.storage_error
 
     def _reason(self) -> str | None:
         if self.outcome.fatal is not None:
@@ -372,10 +394,6 @@ async def execute(prepared: Prepared, options: RunOptions, ui: Ui) -> RunReport:
     if lock.taken_over:
         ui.notify(f"warning: took over a lock left by a run that is gone ({lock.taken_over})")
     try:
-        if options.fresh:
-            kept = set_aside(prepared.output, prepared.plan.prompts)
-            if kept is not None:
-                ui.notify(f"--fresh: the earlier results are kept as {kept}")
         run = Run(prepared, options, ui, run_id)
         await run.send()
         judges: list[RunReport] = []
@@ -387,7 +405,7 @@ async def execute(prepared: Prepared, options: RunOptions, ui: Ui) -> RunReport:
         if any(j.ending is Ending.INTERRUPTED for j in judges) and report.signal is None:
             report.signal = next(j.signal for j in judges if j.signal is not None)
             report.ending = Ending.INTERRUPTED
-        write_manifest(report)
+        run.save_manifest(report)
         return report
     finally:
         lock.release()
@@ -397,8 +415,8 @@ async def _judge(run: Run, reports: list[RunReport], judged: dict[str, Path]) ->
     """Run each judge score over the ok answers (as jobs of their own, one after another)."""
     prepared = run.prepared
     job = prepared.job
+    from batchrun.compaction import current_ok
     from batchrun.judge import judge_output, judge_plan
-    from batchrun.store import current_ok
 
     answers = current_ok(prepared.output, prepared.plan.prompts)
     for spec in (s for s in job.scores if s.grader == "judge"):

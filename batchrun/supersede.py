@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 
 from batchrun.dataset import PROMPT_ID
 from batchrun.plan import Plan, request_key
-from batchrun.store import compact, part_files, write_parquet_atomic
+from batchrun.store import part_files, write_parquet_atomic
 
 
 def sidecar_path(output: Path) -> Path:
@@ -110,14 +109,3 @@ def _superseded(sources: list[Path], plan: Plan) -> set[str]:
         ):
             found.add(key)
     return found
-
-
-def set_aside(output: Path, prompts: pl.DataFrame) -> Path | None:
-    """For ``--fresh``: fold any parts into the output and move it aside; its new name."""
-    if not output.exists() and not part_files(output):
-        return None
-    compact(output, prompts)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    kept = output.with_name(f"{output.stem}.before-{stamp}{output.suffix}")
-    output.replace(kept)
-    return kept

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import polars as pl
 
+from batchrun.compaction import compact
 from batchrun.dataset import PROMPT_ID
-from batchrun.store import RESULT_SCHEMA, Result, ResultSink, compact, done_keys, part_files
+from batchrun.sink import ResultSink
+from batchrun.store import RESULT_SCHEMA, Result, done_keys, part_files
 
 
 def result(key: str, status: str, prompt_id: str = "p1", finished: float | None = None) -> Result:
