@@ -29,6 +29,7 @@ from pydantic import (
 
 from batchrun.describe import describe
 from batchrun.envsubst import interpolate
+from batchrun.formats.base import Api
 from batchrun.errors import JobError
 from batchrun.params import (
     DEFAULT_MAX_PROMPT_CHARS,
@@ -70,6 +71,8 @@ class PromptSpec(_Strict):
     messages: list[Turn] | None = None
     image_column: str | None = None
     image_detail: Literal["auto", "low", "high"] | None = None
+    audio_column: str | None = None
+    documents_column: str | None = None
 
     @model_validator(mode="after")
     def _one_form(self) -> PromptSpec:
@@ -117,7 +120,7 @@ class ModelSpec(_Strict):
     tpm: Rate | None = None
     concurrency: Concurrency | None = None
     stream: bool | None = None
-    api: Literal["chat", "responses", "messages", "gemini", "embeddings"] | None = None
+    api: Api | None = None
 
     @property
     def name(self) -> str:
@@ -173,7 +176,18 @@ class ScoreSpec(_Strict):
     """One score computed from every response: a grader against an expected value."""
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
-    grader: Literal["exact", "contains", "regex", "json_valid", "json_schema", "numeric", "judge"]
+    grader: Literal[
+        "exact",
+        "contains",
+        "regex",
+        "json_valid",
+        "json_schema",
+        "numeric",
+        "judge",
+        "wer",
+        "ndcg",
+        "mrr",
+    ]
     expected_column: str | None = None
     expected: str | float | int | None = None
     pattern: str | None = None
@@ -187,7 +201,7 @@ class ScoreSpec(_Strict):
 
     @model_validator(mode="after")
     def _complete(self) -> ScoreSpec:
-        needs_expected = {"exact", "contains", "numeric"}
+        needs_expected = {"exact", "contains", "numeric", "wer", "ndcg", "mrr"}
         has_expected = self.expected_column is not None or self.expected is not None
         if self.grader in needs_expected and not has_expected:
             raise ValueError(
@@ -206,11 +220,34 @@ class ScoreSpec(_Strict):
 
 
 class Price(_Strict):
-    """What a model costs, in US dollars per million tokens."""
+    """What a model costs, in US dollars: per million tokens, and per image, second or 1k chars.
 
-    input: Annotated[float, Field(ge=0)]
-    output: Annotated[float, Field(ge=0)]
+    ``input`` and ``output`` are required unless a ``per_*`` price is given
+    (images, audio and video are often priced by the piece).
+    """
+
+    input: Annotated[float, Field(ge=0)] = 0.0
+    output: Annotated[float, Field(ge=0)] = 0.0
     cached_input: Annotated[float, Field(ge=0)] | None = None
+    per_image: Annotated[float, Field(ge=0)] | None = None
+    per_second: Annotated[float, Field(ge=0)] | None = None
+    per_1k_chars: Annotated[float, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _priced(self) -> Price:
+        given = self.model_fields_set
+        if not self.per_unit and not {"input", "output"} <= given:
+            missing = sorted({"input", "output"} - given)
+            raise ValueError(
+                f"give {' and '.join(missing)} (dollars per million tokens), or a per_image, "
+                "per_second or per_1k_chars price"
+            )
+        return self
+
+    @property
+    def per_unit(self) -> bool:
+        """Whether the model is priced by the image, second or 1,000 characters."""
+        return any(p is not None for p in (self.per_image, self.per_second, self.per_1k_chars))
 
 
 class Job(_Strict):
@@ -224,7 +261,7 @@ class Job(_Strict):
     params: Annotated[dict[str, Any], AfterValidator(check_params)] = {}
     samples: Annotated[int, Field(ge=1, le=1000)] = 1
     stream: bool = False
-    api: Literal["chat", "responses", "messages", "gemini", "embeddings"] = "chat"
+    api: Api = "chat"
     limits: Limits = Limits()
     output: OutputSpec
     prices: dict[str, Price] = {}

@@ -25,6 +25,7 @@ from batchrun.dataset import PROMPT_ID
 from batchrun.errors import JobError
 from batchrun.formats import FORMATS, Api
 from batchrun.formats.base import Encoder, last_user_content
+from batchrun.media_input import MediaColumns
 from batchrun.record import Request as Request  # moved: the record owns it
 from batchrun.templates import PromptTemplate
 
@@ -51,6 +52,7 @@ class PlannedModel:
     api: Api = "chat"
     path: str = "chat/completions"
     response_schema: dict[str, Any] | None = None
+    content_type: str | None = None
 
     def body(self, messages_json: bytes) -> bytes:
         """The exact JSON sent for one prompt."""
@@ -164,6 +166,7 @@ def plan_model(
     job_params: dict[str, Any],
     stream: bool = False,
     api: Api = "chat",
+    with_images: bool = False,
 ) -> PlannedModel:
     """Merge the model's parameters over the job's and precompute its body pieces.
 
@@ -184,7 +187,7 @@ def plan_model(
     if chosen_api != "chat":  # keys of chat requests predate formats: they must not move
         described["api"] = chosen_api
     canonical = json.dumps(described, sort_keys=True)
-    format = FORMATS[chosen_api]
+    format = FORMATS[chosen_api].variant(with_images)
     max_output = params.get("max_tokens") or params.get("max_completion_tokens") or 0
     return PlannedModel(
         index=index,
@@ -198,6 +201,7 @@ def plan_model(
         api=chosen_api,
         path=format.path(spec.id),
         response_schema=_response_schema(params.get("response_format")),
+        content_type=format.content_type,
     )
 
 
@@ -274,18 +278,20 @@ def build_plan(job: Job, frame: pl.DataFrame, template: PromptTemplate) -> Plan:
             f"prompt.image_column: column {image_column!r} is not in the input "
             f"(columns: {', '.join(c for c in frame.columns if c != PROMPT_ID)})"
         )
-    fast = template.render_columns(frame) if image_column is None else None
+    media = MediaColumns.of(job, frame)
+    fast = template.render_columns(frame) if image_column is None and not media else None
     if fast is not None:
         messages_series, prompt_series = fast
     else:
         messages_json: list[str] = []
         prompts: list[str] = []
         ids = frame.get_column(PROMPT_ID).to_list()
-        columns = sorted({*used, *([image_column] if image_column else [])})
+        columns = sorted({*used, *([image_column] if image_column else []), *media.columns})
         for prompt_id, row in zip(ids, frame.select(columns).iter_rows(named=True), strict=True):
             messages: list[Any] = template.render(row, prompt_id)
             if image_column is not None:
                 attach_image(messages, row[image_column], prompt_id, job.prompt.image_detail)
+            media.attach(messages, row, prompt_id)
             messages_json.append(json.dumps(messages, ensure_ascii=False, separators=(",", ":")))
             prompts.append(_user_text(messages))
         messages_series = pl.Series(MESSAGES_COLUMN, messages_json, dtype=pl.String)
@@ -294,6 +300,7 @@ def build_plan(job: Job, frame: pl.DataFrame, template: PromptTemplate) -> Plan:
         prompt_series.alias(PROMPT_COLUMN), messages_series.alias(MESSAGES_COLUMN)
     )
     models = [
-        plan_model(i, spec, job.params, job.stream, job.api) for i, spec in enumerate(job.models)
+        plan_model(i, spec, job.params, job.stream, job.api, image_column is not None)
+        for i, spec in enumerate(job.models)
     ]
     return Plan(job, carried, models)

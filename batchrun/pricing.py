@@ -9,6 +9,7 @@ Prices come from the job's ``prices`` and an optional ``prices_file``
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
@@ -40,8 +41,15 @@ def cost_usd(
     prompt_tokens: int | None,
     completion_tokens: int | None,
     cached_tokens: int | None = None,
+    units: Units | None = None,
 ) -> float | None:
-    """Dollars for one answer; None when the price or the usage is unknown."""
+    """Dollars for one answer; None when the price or the usage is unknown.
+
+    A price by the piece (``per_image``, ``per_second``, ``per_1k_chars``)
+    needs its count in ``units``; tokens are then added where usage is known.
+    """
+    if price is not None and price.per_unit:
+        return _unit_cost(price, units or Units(), prompt_tokens, completion_tokens, cached_tokens)
     if price is None or prompt_tokens is None or completion_tokens is None:
         return None
     cached = min(cached_tokens or 0, prompt_tokens)
@@ -52,6 +60,48 @@ def cost_usd(
         + completion_tokens * price.output
     )
     return dollars / PER_TOKENS
+
+
+class Units(NamedTuple):
+    """What an answer is priced by beyond tokens: images, seconds of media, characters."""
+
+    images: int | None = None
+    seconds: float | None = None
+    chars: int | None = None
+
+
+def _unit_cost(
+    price: Price,
+    units: Units,
+    prompt_tokens: int | None,
+    completion_tokens: int | None,
+    cached_tokens: int | None,
+) -> float | None:
+    """The pieces' cost (None if a priced count is unknown) plus any known tokens' cost."""
+    total = 0.0
+    for rate, count, per in (
+        (price.per_image, units.images, 1),
+        (price.per_second, units.seconds, 1),
+        (price.per_1k_chars, units.chars, 1000),
+    ):
+        if rate is None:
+            continue
+        if count is None:
+            return None
+        total += rate * count / per
+    if prompt_tokens is not None and completion_tokens is not None:
+        total += cost_usd(
+            price.model_copy(update={"per_image": None, "per_second": None, "per_1k_chars": None}),
+            prompt_tokens,
+            completion_tokens,
+            cached_tokens,
+        ) or 0.0
+    return total
+
+
+def units_of(images: list[str] | None, seconds: float | None, chars: int | None) -> Units:
+    """The units of a results row: its files, its media seconds, its characters."""
+    return Units(len(images) if images is not None else None, seconds, chars)
 
 
 def load_prices(job: Job, base_dir: Path | None = None) -> PriceTable:

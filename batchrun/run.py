@@ -28,9 +28,10 @@ from batchrun.finishing import output_finisher, score_means
 from batchrun.limits import Limiter, ScopeLimits
 from batchrun.lock import RunLock
 from batchrun.manifest import write_manifest
+from batchrun.media_sender import media_sender, settle_pending
 from batchrun.plan import Request
 from batchrun.prepare import Prepared
-from batchrun.pricing import cost_usd
+from batchrun.pricing import cost_usd, units_of
 from batchrun.progress import Progress
 from batchrun.queries import check_models, report_balance
 from batchrun.run_report import Ending, MaxFailures, OutputState, RunReport
@@ -137,7 +138,11 @@ class Run:
         price = self._price_of.get(result.model)
         if price is not None and result.status == "ok":
             cost = cost_usd(
-                price, result.prompt_tokens, result.completion_tokens, result.cached_tokens
+                price,
+                result.prompt_tokens,
+                result.completion_tokens,
+                result.cached_tokens,
+                units_of(result.artifact_paths, result.media_seconds, result.input_chars),
             )
             if cost is not None:
                 result = result._replace(cost_usd=cost)
@@ -200,12 +205,15 @@ class Run:
             async with open_client(job, self.prepared.api_key) as (base_url, client):
                 if self.pending:
                     await self._before_sending(client, base_url, limiter)
-                self._runner = Runner(client, self.record, limiter, retry=_retry_policy(job))
+                secrets = [self.prepared.api_key] if self.prepared.api_key else []
+                sender = media_sender(client, self.output, plan.models, skip, secrets)
+                self._runner = Runner(sender, self.record, limiter, retry=_retry_policy(job))
                 self.outcome = await self._run(self._runner, sources)
         finally:
             ticker.cancel()
             self._progress.close()
             self.flush()
+            settle_pending(self.output)
         self.paces = {name: scope.pace_per_minute for name, scope in limiter.models.items()}
 
     async def _before_sending(self, client: GatewayClient, base_url: str, limiter: Limiter) -> None:

@@ -28,6 +28,9 @@ OVERRIDES: dict[str, pl.DataType] = {
     "started_at": pl.Datetime("us", "UTC"),
     "finished_at": pl.Datetime("us", "UTC"),
     "embedding": pl.List(pl.Float32()),
+    "artifact_paths": pl.List(pl.String()),
+    "ranking": pl.List(pl.Int32()),
+    "relevance_scores": pl.List(pl.Float64()),
 }
 RUN_COLUMNS = {"run_id": pl.String(), "job": pl.String()}
 

@@ -15,13 +15,26 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, ClassVar, Literal, NamedTuple
 
-from batchrun.classify import snippet
+from batchrun.classify import answer_payload, snippet
 from batchrun.errors import ServerError
 from batchrun.limits import parse_duration
 from batchrun.record import Answer
 
 # The one list of API formats a job can name (``api:``); ``FORMATS`` has an object for each.
-Api = Literal["chat", "responses", "messages", "gemini", "embeddings"]
+Api = Literal[
+    "chat",
+    "responses",
+    "messages",
+    "gemini",
+    "embeddings",
+    "images",
+    "speech",
+    "transcription",
+    "translation",
+    "rerank",
+    "video",
+    "videos",
+]
 # Builds the exact body of one request from its rendered messages (JSON bytes).
 Encoder = Callable[[bytes], bytes]
 # A JSON object as it came off the wire (or as a job's params go onto it): not typed further.
@@ -59,6 +72,12 @@ class Format(ABC):
     key_headers: ClassVar[tuple[str, ...]] = ()
     # How the error reads when a 200 carries no answer of this format.
     no_answer: ClassVar[str] = "the gateway answered 200 without an answer: "
+    # The body's Content-Type when it is not JSON (a multipart upload).
+    content_type: ClassVar[str | None] = None
+
+    def variant(self, with_images: bool) -> Format:
+        """The format that sends a prompt with images from ``prompt.image_column`` (itself)."""
+        return self
 
     def path(self, model_id: str) -> str:
         """The path of a request, relative to the base URL (``.../v1/``)."""
@@ -84,6 +103,21 @@ class Format(ABC):
                 self.no_answer + snippet(body, secrets), http_status=reply.http_status
             )
         return answer
+
+    def billed_chars(self, body: bytes) -> int | None:
+        """The characters a request is billed by (speech's input), or None."""
+        return None
+
+    def request_seconds(self, body: bytes) -> float | None:
+        """The seconds of media a request uploads (a transcription's audio), or None."""
+        return None
+
+    def read(
+        self, status: int, headers: Mapping[str, str], body: bytes, reply: Reply, secrets: list[str]
+    ) -> Answer:
+        """The answer in a whole body (JSON here; a binary answer where a format says so)."""
+        payload = answer_payload(status, headers, body, secrets)
+        return self.answer(payload, reply, body, secrets)
 
     async def read_stream(
         self, lines: AsyncIterator[bytes], reply: Reply, started: float, secrets: list[str]
