@@ -18,7 +18,7 @@ import hashlib
 from pathlib import Path
 
 from batchrun.durable import write_atomic
-from batchrun.errors import RowError
+from batchrun.errors import ArtifactError
 from batchrun.magic import EXTENSIONS, canonical, same_kind, sniff
 
 MAX_ARTIFACT_BYTES = 100 * 1024**2
@@ -28,12 +28,6 @@ MAX_RUN_BYTES = 2 * 1024**3
 def files_dir(output: Path) -> Path:
     """The folder of ``output``'s artifacts: ``NAME.files`` beside ``NAME.parquet``."""
     return output.with_name(f"{output.stem}.files")
-
-
-class ArtifactError(RowError):
-    """An answer's file is not of the promised type, or too large: the row fails."""
-
-    error_type = "bad_artifact"
 
 
 class ArtifactStore:

@@ -18,8 +18,7 @@ import yarl
 
 from batchrun import __version__
 from batchrun.classify import answer_payload, classify_error, decode
-from batchrun.artifacts import ArtifactError
-from batchrun.errors import ConnectionFailure, TimeoutFailure
+from batchrun.errors import ArtifactError, ConnectionFailure, TimeoutFailure
 from batchrun.formats import FORMATS, Api, Format
 from batchrun.formats.base import reply_of
 from batchrun.record import Answer, Request
@@ -96,7 +95,7 @@ class GatewayClient:
         model = request.model
         format = FORMATS[model.api]
         url = self._urls.get(model.path) or self._url(model.path)
-        headers = self._headers[model.api]
+        headers: Mapping[str, str] = self._headers[model.api]
         if model.content_type is not None:
             headers = {**headers, "Content-Type": model.content_type}
         http = HttpRequest("POST", url, headers, request.body, model.stream)

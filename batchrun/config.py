@@ -29,8 +29,8 @@ from pydantic import (
 
 from batchrun.describe import describe
 from batchrun.envsubst import interpolate
-from batchrun.formats.base import Api
 from batchrun.errors import JobError
+from batchrun.formats.base import Api
 from batchrun.params import (
     DEFAULT_MAX_PROMPT_CHARS,
     MAX_PROMPT_CHARS,

@@ -15,6 +15,7 @@
         │   ├── ConnectionFailure         the connection could not be made or was dropped
         │   └── StreamCut                 a stream ended without a finish reason
         ├── RowError                  this request will never succeed: 400, 404, 413, refusals
+        │   └── ArtifactError             an answer's file is not of its promised type, or too large
         ├── ModelUnavailable          the gateway has no channel for this model
         └── FatalRequestError         the key or the account is unusable: the run stops (exit 3)
 
@@ -148,6 +149,12 @@ class RowError(RequestError):
     """A failure that sending the same request again will not fix."""
 
     error_type = "bad_request"
+
+
+class ArtifactError(RowError):
+    """An answer's file is not of the type it promised (by magic number), or over a bound."""
+
+    error_type = "bad_artifact"
 
 
 class ModelUnavailable(RequestError):

@@ -88,7 +88,9 @@ class MediaColumns:
         if self.audio is not None:
             parts.append(audio_part(row[self.audio], prompt_id))
         if self.documents is not None:
-            parts.append({"type": "documents", "documents": documents_of(row[self.documents], prompt_id)})
+            parts.append(
+                {"type": "documents", "documents": documents_of(row[self.documents], prompt_id)}
+            )
         if not parts:
             return
         for message in reversed(messages):

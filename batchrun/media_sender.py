@@ -68,9 +68,7 @@ class MediaSender:
             data = blob.data
             if data is None:
                 assert blob.url is not None
-                data = await self._client.download(
-                    blob.url, api, self.store.max_artifact_bytes
-                )
+                data = await self._client.download(blob.url, api, self.store.max_artifact_bytes)
             path, mime = await asyncio.to_thread(self.store.save, data, blob.mime)
             paths.append(path)
             types.append(mime)
@@ -90,7 +88,7 @@ def media_sender(
     if not any(model.api in MEDIA_APIS for model in models):
         return client
     sender = MediaSender(client, output, secrets)
-    sender.pending.prune({key for key in sender.pending.list() if key in done})
+    sender.pending.prune({key for key in sender.pending.entries() if key in done})
     return sender
 
 

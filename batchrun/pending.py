@@ -13,6 +13,7 @@ are written are dropped by ``prune`` at the start of the next run.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ class PendingWork:
         """The entry of request ``key``, if its work is pending."""
         return self._entries.get(key)
 
-    def list(self) -> dict[str, Entry]:
+    def entries(self) -> dict[str, Entry]:
         """Every pending entry by request key."""
         return dict(self._entries)
 
@@ -56,7 +57,7 @@ class PendingWork:
         self._entries[key] = entry
         self._write()
 
-    def remove(self, keys: set[str] | list[str]) -> None:
+    def remove(self, keys: Collection[str]) -> None:
         """Forget the entries of ``keys`` (their rows are written)."""
         gone = [key for key in keys if key in self._entries]
         for key in gone:

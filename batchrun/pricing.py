@@ -90,12 +90,17 @@ def _unit_cost(
             return None
         total += rate * count / per
     if prompt_tokens is not None and completion_tokens is not None:
-        total += cost_usd(
-            price.model_copy(update={"per_image": None, "per_second": None, "per_1k_chars": None}),
-            prompt_tokens,
-            completion_tokens,
-            cached_tokens,
-        ) or 0.0
+        total += (
+            cost_usd(
+                price.model_copy(
+                    update={"per_image": None, "per_second": None, "per_1k_chars": None}
+                ),
+                prompt_tokens,
+                completion_tokens,
+                cached_tokens,
+            )
+            or 0.0
+        )
     return total
 
 

@@ -128,7 +128,7 @@ class VideoTasks:
         return bytes(await self._client.download(url, format.api, self._store.max_artifact_bytes))
 
     def _forget(self, task_id: str) -> None:
-        keys = [k for k, e in self._pending.list().items() if e.get("task_id") == task_id]
+        keys = [k for k, e in self._pending.entries().items() if e.get("task_id") == task_id]
         self._pending.remove(keys)
 
 

@@ -122,6 +122,7 @@ def test_result_ok_copies_every_answer_column() -> None:
     assert set(ANSWER_COLUMNS) == set(Answer.__dataclass_fields__) - {
         "ratelimit_remaining",
         "ratelimit_reset_s",
+        "blobs",
     }
 
 

@@ -32,7 +32,12 @@ from batchrun.formats.media import (
 from batchrun.record import Answer
 
 # What ``output_format`` promises; without it any image type is accepted.
-_OUTPUT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg", "webp": "image/webp"}
+_OUTPUT_TYPES = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "jpg": "image/jpeg",
+    "webp": "image/webp",
+}
 _DROPPED = ("max_tokens", "temperature")
 
 
@@ -90,7 +95,12 @@ class ImageEditsFormat(ImagesFormat):
         def encode(messages_json: bytes) -> bytes:
             images = prompt_images(messages_json)
             files = [
-                ("image[]" if len(images) > 1 else "image", file_name(f"image{i}", mime), mime, data)
+                (
+                    "image[]" if len(images) > 1 else "image",
+                    file_name(f"image{i}", mime),
+                    mime,
+                    data,
+                )
                 for i, (data, mime) in enumerate(images)
             ]
             fields = {"model": model_id, "prompt": prompt_text(messages_json), **kept}

@@ -62,7 +62,9 @@ def prompt_images(messages_json: bytes) -> list[tuple[bytes, str]]:
     """The inlined images of the last user turn: bytes and MIME type each."""
     images = []
     for part in _parts(messages_json):
-        url = str(part.get("image_url", {}).get("url", "")) if part.get("type") == "image_url" else ""
+        url = (
+            str(part.get("image_url", {}).get("url", "")) if part.get("type") == "image_url" else ""
+        )
         if url.startswith("data:") and ";base64," in url:
             mime, data = url[5:].split(";base64,", 1)
             images.append((base64.b64decode(data), mime))
@@ -125,7 +127,10 @@ def wav_seconds(data: bytes) -> float | None:
     offset = 12
     rate = block = 0
     while offset + 8 <= len(data):
-        chunk, size = data[offset : offset + 4], struct.unpack("<I", data[offset + 4 : offset + 8])[0]
+        chunk, size = (
+            data[offset : offset + 4],
+            struct.unpack("<I", data[offset + 4 : offset + 8])[0],
+        )
         if chunk == b"fmt ":
             rate = struct.unpack("<I", data[offset + 12 : offset + 16])[0]
             block = struct.unpack("<H", data[offset + 20 : offset + 22])[0]

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 
 from batchrun.errors import JobError
-from batchrun.formats.base import Encoder, Format, JsonObject, Reply, compact_json, NO_USAGE
+from batchrun.formats.base import NO_USAGE, Encoder, Format, JsonObject, Reply, compact_json
 from batchrun.formats.media import media_answer, prompt_text, wav_seconds
 from batchrun.record import Answer, Blob
 

@@ -15,6 +15,7 @@ from typing import ClassVar
 
 from batchrun.formats.base import (
     NO_USAGE,
+    Api,
     Encoder,
     Format,
     JsonObject,
@@ -42,7 +43,7 @@ _DROPPED = ("max_tokens",)
 class TranscriptionFormat(Format):
     """``POST audio/transcriptions``, multipart; the text in ``response``."""
 
-    api = "transcription"
+    api: ClassVar[Api] = "transcription"
     content_type: ClassVar[str | None] = MULTIPART_TYPE
     no_answer = "the gateway answered 200 without a transcript: "
 

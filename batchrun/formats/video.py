@@ -9,9 +9,10 @@ the file (``content_path``, or the URL the status gives). The lifecycle
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from batchrun.formats.base import (
+    Api,
     Encoder,
     Format,
     JsonObject,
@@ -41,7 +42,7 @@ class TaskState(NamedTuple):
 class VideoFormat(Format):
     """new-api's ``POST video/generations``, ``GET video/generations/{task_id}``."""
 
-    api = "video"
+    api: ClassVar[Api] = "video"
     no_answer = "the gateway accepted the video without a task id: "
 
     def path(self, model_id: str) -> str:

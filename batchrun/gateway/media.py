@@ -68,13 +68,23 @@ def spoken_text(data: bytes) -> str | None:
         return None
     offset = 12
     while offset + 8 <= len(data):
-        kind, size = data[offset : offset + 4], struct.unpack("<I", data[offset + 4 : offset + 8])[0]
+        kind, size = (
+            data[offset : offset + 4],
+            struct.unpack("<I", data[offset + 4 : offset + 8])[0],
+        )
         if kind == b"LIST" and data[offset + 8 : offset + 12] == b"INFO":
             inner = offset + 12
             while inner + 8 <= offset + 8 + size:
-                sub, length = data[inner : inner + 4], struct.unpack("<I", data[inner + 4 : inner + 8])[0]
+                sub, length = (
+                    data[inner : inner + 4],
+                    struct.unpack("<I", data[inner + 4 : inner + 8])[0],
+                )
                 if sub == b"ICMT":
-                    return data[inner + 8 : inner + 8 + length].rstrip(b"\x00").decode("utf-8", "replace")
+                    return (
+                        data[inner + 8 : inner + 8 + length]
+                        .rstrip(b"\x00")
+                        .decode("utf-8", "replace")
+                    )
                 inner += 8 + length + (length & 1)
         offset += 8 + size + (size & 1)
     return None
