@@ -41,6 +41,7 @@ from batchrun.params import (
     check_model_id,
     check_params,
 )
+from batchrun.price_spec import Price as Price  # moved: its own module
 from batchrun.providers import HttpProvider, MockProvider, MockSettings, Provider
 from batchrun.redact import excerpt, register
 from batchrun.yamlload import dotted, field_lines, line_of, read_yaml
@@ -217,37 +218,6 @@ class ScoreSpec(_Strict):
         if self.scale[0] >= self.scale[1]:
             raise ValueError("scale should be [low, high] with low < high")
         return self
-
-
-class Price(_Strict):
-    """What a model costs, in US dollars: per million tokens, and per image, second or 1k chars.
-
-    ``input`` and ``output`` are required unless a ``per_*`` price is given
-    (images, audio and video are often priced by the piece).
-    """
-
-    input: Annotated[float, Field(ge=0)] = 0.0
-    output: Annotated[float, Field(ge=0)] = 0.0
-    cached_input: Annotated[float, Field(ge=0)] | None = None
-    per_image: Annotated[float, Field(ge=0)] | None = None
-    per_second: Annotated[float, Field(ge=0)] | None = None
-    per_1k_chars: Annotated[float, Field(ge=0)] | None = None
-
-    @model_validator(mode="after")
-    def _priced(self) -> Price:
-        given = self.model_fields_set
-        if not self.per_unit and not {"input", "output"} <= given:
-            missing = sorted({"input", "output"} - given)
-            raise ValueError(
-                f"give {' and '.join(missing)} (dollars per million tokens), or a per_image, "
-                "per_second or per_1k_chars price"
-            )
-        return self
-
-    @property
-    def per_unit(self) -> bool:
-        """Whether the model is priced by the image, second or 1,000 characters."""
-        return any(p is not None for p in (self.per_image, self.per_second, self.per_1k_chars))
 
 
 class Job(_Strict):

@@ -16,6 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from batchrun.config import Job, ModelSpec, Price
 from batchrun.errors import JobError
+from batchrun.record import Result
 
 PER_TOKENS = 1_000_000
 _PRICES = TypeAdapter(dict[str, Price])
@@ -104,9 +105,17 @@ def _unit_cost(
     return total
 
 
-def units_of(images: list[str] | None, seconds: float | None, chars: int | None) -> Units:
-    """The units of a results row: its files, its media seconds, its characters."""
-    return Units(len(images) if images is not None else None, seconds, chars)
+def row_cost(price: Price, result: Result) -> float | None:
+    """Dollars for one results row: its tokens, files, media seconds and characters."""
+    images = result.artifact_paths
+    units = Units(len(images) if images is not None else None, result.media_seconds)
+    return cost_usd(
+        price,
+        result.prompt_tokens,
+        result.completion_tokens,
+        result.cached_tokens,
+        units._replace(chars=result.input_chars),
+    )
 
 
 def load_prices(job: Job, base_dir: Path | None = None) -> PriceTable:

@@ -31,7 +31,7 @@ from batchrun.manifest import write_manifest
 from batchrun.media_sender import media_sender, settle_pending
 from batchrun.plan import Request
 from batchrun.prepare import Prepared
-from batchrun.pricing import cost_usd, units_of
+from batchrun.pricing import row_cost
 from batchrun.progress import Progress
 from batchrun.queries import check_models, report_balance
 from batchrun.run_report import Ending, MaxFailures, OutputState, RunReport
@@ -137,13 +137,7 @@ class Run:
         """Take one finished request: price it, count it, show it, keep it."""
         price = self._price_of.get(result.model)
         if price is not None and result.status == "ok":
-            cost = cost_usd(
-                price,
-                result.prompt_tokens,
-                result.completion_tokens,
-                result.cached_tokens,
-                units_of(result.artifact_paths, result.media_seconds, result.input_chars),
-            )
+            cost = row_cost(price, result)
             if cost is not None:
                 result = result._replace(cost_usd=cost)
                 self._spend(cost)

@@ -138,7 +138,8 @@ class VideoTasks:
         kind, name = request.match_info["kind"], request.match_info["name"]
         stem = name.rsplit(".", 1)[0]
         if kind == "image":
-            return web.Response(body=png(stem), content_type="image/png")
+            data = wav(stem) if self.settings.wrong_media else png(stem)
+            return web.Response(body=data, content_type="image/png")
         if kind == "video" and _progress(stem, self.settings) is not None:
             return web.Response(body=self._video(stem), content_type="video/mp4")
         raise web.HTTPNotFound()
