@@ -1,4 +1,4 @@
-"""The artifact kinds over a real socket: files of their type, video tasks across runs, bad input."""
+"""The artifact kinds over a real socket: typed files, video tasks across runs, bad input."""
 
 from __future__ import annotations
 
