@@ -23,8 +23,9 @@ import polars as pl
 from batchrun.config import Job, ModelSpec
 from batchrun.dataset import PROMPT_ID
 from batchrun.errors import JobError
-from batchrun.formats import FORMATS, Api
+from batchrun.formats import FORMATS, Api, Format
 from batchrun.formats.base import Encoder, last_user_content
+from batchrun.magic import sniff
 from batchrun.media_input import MediaColumns
 from batchrun.record import Request as Request  # moved: the record owns it
 from batchrun.templates import PromptTemplate
@@ -196,13 +197,21 @@ def plan_model(
         params=params,
         max_output_tokens=int(max_output) if isinstance(max_output, int | float) else 0,
         key_prefix=canonical.encode(),
-        encode=format.encoder(spec.id, params),
+        encode=_encoder(format, index, spec, params),
         stream=streamed,
         api=chosen_api,
         path=format.path(spec.id),
         response_schema=_response_schema(params.get("response_format")),
         content_type=format.content_type,
     )
+
+
+def _encoder(format: Format, index: int, spec: ModelSpec, params: dict[str, Any]) -> Encoder:
+    """The model's body builder; a parameter its format cannot serve is the model's error."""
+    try:
+        return format.encoder(spec.id, params)
+    except JobError as exc:
+        raise JobError(f"{spec.name}: {exc.message}", field=f"models[{index}].params") from None
 
 
 def _response_schema(response_format: Any) -> dict[str, Any] | None:
@@ -249,6 +258,11 @@ def attach_image(messages: list[Any], source: Any, prompt_id: str, detail: str |
                 f"prompt.image_column: row {prompt_id!r}: cannot read {text} "
                 f"({exc.strerror or exc})"
             ) from None
+        if sniff(data) != kind:
+            raise JobError(
+                f"prompt.image_column: row {prompt_id!r}: {text} is named {path.suffix} but its "
+                f"bytes are {sniff(data) or 'no image format batchrun knows'}"
+            )
         url = f"data:{kind};base64," + base64.b64encode(data).decode()
     image: dict[str, Any] = {"url": url}
     if detail:

@@ -222,3 +222,26 @@ def test_compare_scores_transcription_by_wer_and_rerank_by_ndcg(
     assert models["gpt-4o-transcribe"]["score_wer"]["mean"] > 0.1
     ranked = invoke("compare", "results/rerank.parquet")
     assert ranked.exit_code == 0 and "ndcg" in ranked.stdout and "mrr" in ranked.stdout
+
+
+def test_an_image_file_whose_bytes_are_not_its_suffix_is_one_clear_line() -> None:
+    """An edit's image named .png holding WAV bytes: one line naming the row, exit 2."""
+    from batchrun.gateway.media import wav
+
+    Path("fake.png").write_bytes(wav("not an image"))
+    pl.DataFrame({"id": ["r"], "image": ["fake.png"]}).write_csv("bad.csv")
+    bad = {"path": "bad.csv", "id_column": "id"}
+    job = example("image-edits", "http://127.0.0.1:9/v1", input=bad)
+    result = invoke("validate", str(job))
+    assert result.exit_code == 2
+    line = result.stderr.strip()
+    assert "prompt.image_column" in line and "row 'r'" in line and "audio/wav" in line
+
+
+def test_a_speech_format_that_cannot_be_checked_is_refused_at_validation() -> None:
+    """response_format pcm has no magic number to check: one line, exit 2, nothing sent."""
+    pcm = [{"id": "tts-1", "params": {"response_format": "pcm"}}]
+    job = example("speech", "http://127.0.0.1:9/v1", models=pcm)
+    result = invoke("validate", str(job))
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "models[0].params: tts-1: response_format 'pcm'" in result.stderr

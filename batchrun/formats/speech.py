@@ -43,8 +43,7 @@ class SpeechFormat(Format):
         if chosen not in AUDIO_FORMATS:
             raise JobError(
                 f"response_format {chosen!r} cannot be checked or stored; use one of "
-                f"{', '.join(AUDIO_FORMATS)}",
-                field="params.response_format",
+                f"{', '.join(AUDIO_FORMATS)}"
             )
 
         def encode(messages_json: bytes) -> bytes:
