@@ -9,7 +9,7 @@ Prices come from the job's ``prices`` and an optional ``prices_file``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
@@ -102,6 +102,27 @@ def _unit_cost(
             )
             or 0.0
         )
+    return total
+
+
+def piece_estimate(price: Price, params: dict[str, Any], prompt_chars: float) -> float | None:
+    """Dollars by the piece one request will cost, from its parameters; None if unknowable.
+
+    Images count ``n`` (default 1), characters the prompt's, seconds the
+    ``seconds`` or ``duration`` asked for (a transcription's audio is unknown).
+    """
+    total = 0.0
+    if price.per_image is not None:
+        count = params.get("n", 1)
+        total += price.per_image * (count if isinstance(count, int) else 1)
+    if price.per_1k_chars is not None:
+        total += price.per_1k_chars * prompt_chars / 1000
+    if price.per_second is not None:
+        seconds = params.get("seconds", params.get("duration"))
+        try:
+            total += price.per_second * float(str(seconds))
+        except ValueError:
+            return None
     return total
 
 

@@ -245,3 +245,26 @@ def test_a_speech_format_that_cannot_be_checked_is_refused_at_validation() -> No
     result = invoke("validate", str(job))
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "models[0].params: tts-1: response_format 'pcm'" in result.stderr
+
+
+def test_validate_estimates_prices_by_the_piece() -> None:
+    """Images by n, video by the seconds asked: a bounded estimate; no max_tokens advice for
+    formats whose answer is not tokens."""
+    shutil.copytree(REPO / "sample_data", "sample_data")
+    result = invoke("validate", str(REPO / "jobs" / "video.yaml"))
+    assert result.exit_code == 0, result.output
+    assert "estimated cost: $2.0000 (input only) to $2.0000" in result.stdout
+    assert "not capped" not in result.stdout
+    images = invoke("validate", str(REPO / "jobs" / "images.yaml"))
+    assert "$0.2440 (input only) to $0.2440" in images.stdout
+
+
+def test_translation_uploads_to_its_own_path(start_gateway: Callable[..., GatewayThread]) -> None:
+    """api: translation sends the same multipart upload to /v1/audio/translations."""
+    gw = start_gateway()
+    job = example("transcription", gw.url, api="translation", scores=[])
+    assert invoke("run", str(job), "--quiet").exit_code == 0
+    frame = pl.read_parquet("results/transcription.parquet")
+    assert set(frame["status"]) == {"ok"} and frame["response"].null_count() == 0
+    assert gw.gateway.stats.by_path["/v1/audio/translations"] == frame.height
+    assert gw.gateway.stats.by_path["/v1/audio/transcriptions"] == 0

@@ -72,6 +72,8 @@ class Format(ABC):
     key_headers: ClassVar[tuple[str, ...]] = ()
     # How the error reads when a 200 carries no answer of this format.
     no_answer: ClassVar[str] = "the gateway answered 200 without an answer: "
+    # Whether the answer is tokens a ``max_tokens`` caps (not an image, audio or a ranking).
+    token_output: ClassVar[bool] = True
     # The body's Content-Type when it is not JSON (a multipart upload).
     content_type: ClassVar[str | None] = None
 

@@ -50,6 +50,7 @@ class ImagesFormat(Format):
     """``POST images/generations``; images from ``prompt.image_column`` make it an edit."""
 
     api = "images"
+    token_output = False
     no_answer = "the gateway answered 200 without images: "
 
     def path(self, model_id: str) -> str:

@@ -31,6 +31,7 @@ class RerankFormat(Format):
     """``POST rerank``; the answer is a ranking of the documents."""
 
     api = "rerank"
+    token_output = False
     no_answer = "the gateway answered 200 without a ranking: "
 
     def path(self, model_id: str) -> str:

@@ -31,6 +31,7 @@ class SpeechFormat(Format):
     """``POST audio/speech``; the answer is the audio file."""
 
     api = "speech"
+    token_output = False
     no_answer = "the gateway answered 200 with JSON, not audio: "
 
     def path(self, model_id: str) -> str:

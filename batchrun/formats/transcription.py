@@ -44,6 +44,7 @@ class TranscriptionFormat(Format):
     """``POST audio/transcriptions``, multipart; the text in ``response``."""
 
     api: ClassVar[Api] = "transcription"
+    token_output = False
     content_type: ClassVar[str | None] = MULTIPART_TYPE
     no_answer = "the gateway answered 200 without a transcript: "
 

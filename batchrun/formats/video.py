@@ -43,6 +43,7 @@ class VideoFormat(Format):
     """new-api's ``POST video/generations``, ``GET video/generations/{task_id}``."""
 
     api: ClassVar[Api] = "video"
+    token_output = False
     no_answer = "the gateway accepted the video without a task id: "
 
     def path(self, model_id: str) -> str:
