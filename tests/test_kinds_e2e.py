@@ -78,11 +78,12 @@ def spawn(*args: str) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGKILL, -9)])
 def test_video_stopped_by_sigterm_while_pending_is_collected_without_resubmitting(
-    start_gateway: Callable[..., GatewayThread],
+    start_gateway: Callable[..., GatewayThread], signum: int, code: int
 ) -> None:
-    """SIGTERM while every task runs: the task ids stay recorded; the next run polls and
-    fetches them and submits nothing."""
+    """SIGTERM (or kill -9) while every task runs: the task ids stay recorded; the next run
+    polls and fetches them and submits nothing."""
     gw = start_gateway(video_ms=600_000)
     job = example("video", gw.url)
     process = spawn(str(job), "--quiet", "--grace", "0.5")
@@ -92,9 +93,9 @@ def test_video_stopped_by_sigterm_while_pending_is_collected_without_resubmittin
         assert time.monotonic() < deadline, "the tasks were not submitted"
         time.sleep(0.05)
     time.sleep(0.3)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     _, err = process.communicate(timeout=30)
-    assert process.returncode == 143, err
+    assert process.returncode == code, err
     recorded = json.loads(pending.read_text())["entries"]
     assert len(recorded) == 4 and submissions(gw) == 4
     gw.gateway.settings.video_ms = 0  # the tasks are done now
