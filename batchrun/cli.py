@@ -305,7 +305,8 @@ def report(
     from batchrun.report import build_report
 
     def go() -> None:
-        page = build_report(compare_files(list(results), allow_different, _warn), title)
+        comparison = compare_files(list(results), allow_different, _warn)
+        page = build_report(comparison, title, links_from=output.parent)
         writing(output, lambda: output.write_text(page, encoding="utf-8"))
 
     def _warn(line: str) -> None:

@@ -17,8 +17,8 @@ from typing import Any, Protocol
 import yarl
 
 from batchrun import __version__
-from batchrun.classify import answer_payload, decode
-from batchrun.errors import ConnectionFailure, TimeoutFailure
+from batchrun.classify import answer_payload, classify_error, decode
+from batchrun.errors import ArtifactError, ConnectionFailure, TimeoutFailure
 from batchrun.formats import FORMATS, Api, Format
 from batchrun.formats.base import reply_of
 from batchrun.record import Answer, Request
@@ -95,15 +95,17 @@ class GatewayClient:
         model = request.model
         format = FORMATS[model.api]
         url = self._urls.get(model.path) or self._url(model.path)
-        http = HttpRequest("POST", url, self._headers[model.api], request.body, model.stream)
+        headers: Mapping[str, str] = self._headers[model.api]
+        if model.content_type is not None:
+            headers = {**headers, "Content-Type": model.content_type}
+        http = HttpRequest("POST", url, headers, request.body, model.stream)
         started = time.perf_counter()
         response = await self._transport.send(http)
         if response.chunks is not None:
             return await self._read_stream(format, response, started)
         latency = time.perf_counter() - started
         status, headers, body = response.status, response.headers, response.body
-        payload = answer_payload(status, headers, body, self._secrets)
-        return format.answer(payload, reply_of(status, headers, latency), body, self._secrets)
+        return format.read(status, headers, body, reply_of(status, headers, latency), self._secrets)
 
     async def _read_stream(self, format: Format, response: HttpResponse, started: float) -> Answer:
         """A streamed request's answer: events if the gateway streams, else its JSON body."""
@@ -140,6 +142,47 @@ class GatewayClient:
             raise ConnectionFailure(f"cannot reach {url}: {exc.message}") from None
         return response.status, decode(await response.read())
 
+    async def exchange(
+        self, api: Api, method: str, path: str, body: bytes | None = None
+    ) -> HttpResponse:
+        """One request of ``api`` to a path relative to the base URL, its answer read whole.
+
+        For the requests of a task beyond its submission (a video's status);
+        network failures raise as for ``complete``, the status is the caller's.
+        """
+        url = self._base.join(yarl.URL(path))
+        return await self._transport.send(HttpRequest(method, url, self._headers[api], body))
+
+    async def download(self, url: str, api: Api, limit: int) -> bytes:
+        """The file at ``url`` (absolute, or relative to the base URL), at most ``limit`` bytes.
+
+        The key goes only to the gateway's own origin. A refusal raises its
+        classified error; a file over ``limit`` an ``ArtifactError``, unread beyond it.
+        """
+        target = self._base.join(yarl.URL(url))
+        headers = self._headers[api] if target.origin() == self._base.origin() else {}
+        response = await self._transport.send(HttpRequest("GET", target, headers, None, True))
+        try:
+            if response.status != 200:
+                body = await response.read()
+                raise classify_error(
+                    response.status, response.headers, body, decode(body), self._secrets
+                )
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise _too_large(limit)
+            chunks: list[bytes] = []
+            size = 0
+            assert response.chunks is not None
+            async for chunk in response.chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            await response.aclose()
+
     def _url(self, path: str) -> yarl.URL:
         url = self._urls[path] = self._base.join(yarl.URL(path))
         return url
@@ -155,3 +198,7 @@ def parse_answer(
     """
     payload = answer_payload(status, headers, body, secrets)
     return FORMATS[api].answer(payload, reply_of(status, headers, 0.0), body, secrets)
+
+
+def _too_large(limit: int) -> ArtifactError:
+    return ArtifactError(f"the answer's file is over the bound of {limit:,} bytes per artifact")

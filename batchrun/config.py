@@ -30,6 +30,7 @@ from pydantic import (
 from batchrun.describe import describe
 from batchrun.envsubst import interpolate
 from batchrun.errors import JobError
+from batchrun.formats.base import Api
 from batchrun.params import (
     DEFAULT_MAX_PROMPT_CHARS,
     MAX_PROMPT_CHARS,
@@ -40,6 +41,7 @@ from batchrun.params import (
     check_model_id,
     check_params,
 )
+from batchrun.price_spec import Price as Price  # moved: its own module
 from batchrun.prompt_spec import InputSpec, PromptSpec, Turn
 from batchrun.providers import HttpProvider, MockBatches, MockProvider, MockSettings, Provider
 from batchrun.redact import excerpt, register
@@ -80,7 +82,7 @@ class ModelSpec(JobSection):
     """Requests of this model in flight at once."""
     stream: bool | None = None
     """Stream this model's answers (api: chat only); the job's stream when unset."""
-    api: Literal["chat", "responses", "messages", "gemini", "embeddings"] | None = None
+    api: Api | None = None
     """The API format for this model; the job's api when unset."""
     mode: Literal["online", "batch"] | None = None
     """online, or batch (its provider's batch API: half price, within a day); the job's if unset."""
@@ -154,21 +156,6 @@ class OutputSpec(JobSection):
         return value
 
 
-class Price(JobSection):
-    """What a model costs, in US dollars per million tokens."""
-
-    input: Annotated[float, Field(ge=0)]
-    """US dollars per million prompt tokens."""
-    output: Annotated[float, Field(ge=0)]
-    """US dollars per million completion tokens."""
-    cached_input: Annotated[float, Field(ge=0)] | None = None
-    """US dollars per million cached prompt tokens."""
-    batch_input: Annotated[float, Field(ge=0)] | None = None
-    """US dollars per million prompt tokens in batch mode (half of input when unset)."""
-    batch_output: Annotated[float, Field(ge=0)] | None = None
-    """US dollars per million completion tokens in batch mode (half of output when unset)."""
-
-
 class Job(JobSection):
     """A whole job file."""
 
@@ -188,7 +175,7 @@ class Job(JobSection):
     """Answers asked for each prompt and model."""
     stream: bool = False
     """Stream the answers (api: chat only), for time-to-first-token."""
-    api: Literal["chat", "responses", "messages", "gemini", "embeddings"] = "chat"
+    api: Api = "chat"
     """The API format: chat, responses, messages, gemini or embeddings."""
     mode: Literal["online", "batch"] = "online"
     """online, or batch: every model through its provider's batch API unless it says otherwise."""

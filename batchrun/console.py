@@ -199,6 +199,7 @@ def report_json(report: RunReport, manifest: str) -> str:
 def show_plan(prepared: Prepared) -> None:
     """The plan of a checked job: requests (and those already done), tokens, cost, judges."""
     from batchrun.estimate import estimated_cost, judge_estimates, pending_by_model
+    from batchrun.formats import FORMATS
 
     plan = prepared.plan
     job = prepared.job
@@ -211,7 +212,9 @@ def show_plan(prepared: Prepared) -> None:
         f"{plan.total:,} requests; {plan.total - to_send:,} already done, {to_send:,} to send"
     )
     click.echo(f"estimated input tokens: {plan.estimated_input_tokens():,}")
-    uncapped = [m.name for m in plan.models if not m.max_output_tokens]
+    uncapped = [
+        m.name for m in plan.models if not m.max_output_tokens and FORMATS[m.api].token_output
+    ]
     max_out = sum(m.max_output_tokens * todo.get(m.name, 0) for m in plan.models)
     if uncapped:
         click.echo(

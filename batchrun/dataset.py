@@ -67,7 +67,11 @@ def _resolve_files(spec: InputSpec, base_dir: Path) -> list[Path]:
             raise JobError(f"input.path: the folder {raw} holds no .parquet or .csv file")
         return files
     if not path.exists():
-        raise JobError(f"input.path: {raw} does not exist; check the path (relative to {base_dir})")
+        raise JobError(
+            f"{raw} does not exist; check the path (a relative path is read from the "
+            "job file's folder)",
+            field="input.path",
+        )
     if _kind(path, spec.format) is None:
         raise JobError(
             f"input.path: {raw} is neither .parquet nor .csv; rename it or set input.format"

@@ -16,6 +16,7 @@
         │   ├── StreamCut                 a stream ended without a finish reason
         │   └── EmptyAnswer               a 200 with no content, tool call, refusal nor usage
         ├── RowError                  this request will never succeed: 400, 404, 413, refusals
+        │   └── ArtifactError             an answer's file is not of its promised type, or too large
         ├── ModelUnavailable          the gateway has no channel for, or does not know, this model
         └── FatalRequestError         the key or the account is unusable: the run stops (exit 3)
 
@@ -155,6 +156,12 @@ class RowError(RequestError):
     """A failure that sending the same request again will not fix."""
 
     error_type = "bad_request"
+
+
+class ArtifactError(RowError):
+    """An answer's file is not of the type it promised (by magic number), or over a bound."""
+
+    error_type = "bad_artifact"
 
 
 class ModelUnavailable(RequestError):

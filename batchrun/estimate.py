@@ -14,7 +14,9 @@ from pathlib import Path
 
 from batchrun.batch.mode import is_batch
 from batchrun.prepare import Prepared
-from batchrun.pricing import PER_TOKENS, batch_price
+from batchrun.pricing import PER_TOKENS, batch_price, piece_estimate
+
+CHARS_PER_TOKEN = 4  # as the plan estimates tokens
 
 
 def estimated_cost(
@@ -39,8 +41,16 @@ def estimated_cost(
         if price is None:
             continue
         priced = True
-        uncapped = uncapped or not model.max_output_tokens
         requests = every if todo is None else todo.get(model.name, 0)
+        if price.per_unit:
+            piece = piece_estimate(price, model.params, per_request_input * CHARS_PER_TOKEN)
+            low += requests * (piece or 0.0)
+            high += requests * (piece or 0.0)
+            uncapped = (
+                uncapped or piece is None or (price.output > 0 and not model.max_output_tokens)
+            )
+        else:
+            uncapped = uncapped or not model.max_output_tokens
         low += requests * per_request_input * price.input / PER_TOKENS
         high += (
             requests * per_request_input * price.input

@@ -23,8 +23,10 @@ import polars as pl
 from batchrun.config import Job, ModelSpec
 from batchrun.dataset import PROMPT_ID
 from batchrun.errors import JobError
-from batchrun.formats import FORMATS, Api
+from batchrun.formats import FORMATS, Api, Format
 from batchrun.formats.base import Encoder, last_user_content
+from batchrun.magic import sniff
+from batchrun.media_input import MediaColumns
 from batchrun.record import Request as Request  # moved: the record owns it
 from batchrun.templates import PromptTemplate
 
@@ -54,6 +56,7 @@ class PlannedModel:
     api: Api = "chat"
     path: str = "chat/completions"
     response_schema: dict[str, Any] | None = None
+    content_type: str | None = None
 
     def body(self, messages_json: bytes) -> bytes:
         """The exact JSON sent for one prompt."""
@@ -172,6 +175,7 @@ def plan_model(
     job_params: dict[str, Any],
     stream: bool = False,
     api: Api = "chat",
+    with_images: bool = False,
 ) -> PlannedModel:
     """Merge the model's parameters over the job's and precompute its body pieces.
 
@@ -192,7 +196,7 @@ def plan_model(
     if chosen_api != "chat":  # keys of chat requests predate formats: they must not move
         described["api"] = chosen_api
     canonical = json.dumps(described, sort_keys=True)
-    format = FORMATS[chosen_api]
+    format = FORMATS[chosen_api].variant(with_images)
     max_output = params.get("max_tokens") or params.get("max_completion_tokens") or 0
     return PlannedModel(
         index=index,
@@ -201,12 +205,21 @@ def plan_model(
         params=params,
         max_output_tokens=int(max_output) if isinstance(max_output, int | float) else 0,
         key_prefix=canonical.encode(),
-        encode=format.encoder(spec.id, params),
+        encode=_encoder(format, index, spec, params),
         stream=streamed,
         api=chosen_api,
         path=format.path(spec.id),
         response_schema=_response_schema(params.get("response_format")),
+        content_type=format.content_type,
     )
+
+
+def _encoder(format: Format, index: int, spec: ModelSpec, params: dict[str, Any]) -> Encoder:
+    """The model's body builder; a parameter its format cannot serve is the model's error."""
+    try:
+        return format.encoder(spec.id, params)
+    except JobError as exc:
+        raise JobError(f"{spec.name}: {exc.message}", field=f"models[{index}].params") from None
 
 
 def _response_schema(response_format: Any) -> dict[str, Any] | None:
@@ -258,6 +271,12 @@ def image_urls(source: Any, prompt_id: str, base: Path) -> tuple[str, str] | Non
             f"row {prompt_id!r}: cannot read {path} ({exc.strerror or exc})",
             field="prompt.image_column",
         ) from None
+    if sniff(data) != kind:
+        raise JobError(
+            f"row {prompt_id!r}: {text} is named {path.suffix} but its bytes are "
+            f"{sniff(data) or 'no image format batchrun knows'}",
+            field="prompt.image_column",
+        )
     return f"data:{kind};base64," + base64.b64encode(data).decode(), text
 
 
@@ -299,34 +318,43 @@ def build_plan(job: Job, frame: pl.DataFrame, template: PromptTemplate) -> Plan:
             f"prompt.image_column: column {image_column!r} is not in the input "
             f"(columns: {', '.join(c for c in frame.columns if c != PROMPT_ID)})"
         )
-    fast = template.render_columns(frame) if image_column is None else None
+    media = MediaColumns.of(job, frame)
+    fast = template.render_columns(frame) if image_column is None and not media else None
     if fast is not None:
         messages_series, prompt_series = fast
         wire_series = None
     else:
-        messages_series, wire_series, prompt_series = _render_rows(job, frame, template, used)
+        messages_series, wire_series, prompt_series = _render_rows(
+            job, frame, template, used, media
+        )
     carried = frame.with_columns(
         prompt_series.alias(PROMPT_COLUMN), messages_series.alias(MESSAGES_COLUMN)
     )
     if wire_series is not None:
         carried = carried.with_columns(wire_series.alias(WIRE_COLUMN))
     models = [
-        plan_model(i, spec, job.params, job.stream, job.api) for i, spec in enumerate(job.models)
+        plan_model(i, spec, job.params, job.stream, job.api, image_column is not None)
+        for i, spec in enumerate(job.models)
     ]
     return Plan(job, carried, models)
 
 
 def _render_rows(
-    job: Job, frame: pl.DataFrame, template: PromptTemplate, used: list[str]
+    job: Job, frame: pl.DataFrame, template: PromptTemplate, used: list[str], media: MediaColumns
 ) -> tuple[pl.Series, pl.Series | None, pl.Series]:
-    """Render row by row: the stored messages, the sent ones (if they differ), the prompts."""
+    """Render row by row: the stored messages, the sent ones (if they differ), the prompts.
+
+    Images, audio and documents go on the wire; the stored messages name a
+    local image by its path and leave audio and documents to their input
+    columns, which the results carry anyway.
+    """
     stored: list[str] = []
     wire: list[str] = []
     prompts: list[str] = []
     image_column = job.prompt.image_column
     base = data_folder(job.input.path)
     ids = frame.get_column(PROMPT_ID).to_list()
-    columns = sorted({*used, *([image_column] if image_column else [])})
+    columns = sorted({*used, *([image_column] if image_column else []), *media.columns})
     for prompt_id, row in zip(ids, frame.select(columns).iter_rows(named=True), strict=True):
         messages: list[Any] = template.render(row, prompt_id)
         sent = messages
@@ -335,6 +363,9 @@ def _render_rows(
             if urls is not None:
                 sent = with_image(messages, urls[0], job.prompt.image_detail)
                 messages = with_image(messages, urls[1], job.prompt.image_detail)
+        if media:
+            sent = [dict(message) for message in sent]
+            media.attach(sent, row, prompt_id, base)
         stored.append(_json(messages))
         wire.append(_json(sent))
         prompts.append(_user_text(messages))

@@ -9,12 +9,14 @@ Prices come from the job's ``prices`` and an optional ``prices_file``
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from batchrun.config import Job, ModelSpec, Price
 from batchrun.errors import JobError
+from batchrun.record import Result
 
 PER_TOKENS = 1_000_000
 # Provider batch APIs answer at half the listed price unless the job says otherwise.
@@ -42,8 +44,15 @@ def cost_usd(
     prompt_tokens: int | None,
     completion_tokens: int | None,
     cached_tokens: int | None = None,
+    units: Units | None = None,
 ) -> float | None:
-    """Dollars for one answer; None when the price or the usage is unknown."""
+    """Dollars for one answer; None when the price or the usage is unknown.
+
+    A price by the piece (``per_image``, ``per_second``, ``per_1k_chars``)
+    needs its count in ``units``; tokens are then added where usage is known.
+    """
+    if price is not None and price.per_unit:
+        return _unit_cost(price, units or Units(), prompt_tokens, completion_tokens, cached_tokens)
     if price is None or prompt_tokens is None or completion_tokens is None:
         return None
     cached = min(cached_tokens or 0, prompt_tokens)
@@ -70,6 +79,82 @@ def batch_price(price: Price | None) -> Price | None:
             price.batch_output if price.batch_output is not None else price.output * BATCH_DISCOUNT
         ),
         cached_input=cached,
+    )
+
+
+class Units(NamedTuple):
+    """What an answer is priced by beyond tokens: images, seconds of media, characters."""
+
+    images: int | None = None
+    seconds: float | None = None
+    chars: int | None = None
+
+
+def _unit_cost(
+    price: Price,
+    units: Units,
+    prompt_tokens: int | None,
+    completion_tokens: int | None,
+    cached_tokens: int | None,
+) -> float | None:
+    """The pieces' cost (None if a priced count is unknown) plus any known tokens' cost."""
+    total = 0.0
+    for rate, count, per in (
+        (price.per_image, units.images, 1),
+        (price.per_second, units.seconds, 1),
+        (price.per_1k_chars, units.chars, 1000),
+    ):
+        if rate is None:
+            continue
+        if count is None:
+            return None
+        total += rate * count / per
+    if prompt_tokens is not None and completion_tokens is not None:
+        total += (
+            cost_usd(
+                price.model_copy(
+                    update={"per_image": None, "per_second": None, "per_1k_chars": None}
+                ),
+                prompt_tokens,
+                completion_tokens,
+                cached_tokens,
+            )
+            or 0.0
+        )
+    return total
+
+
+def piece_estimate(price: Price, params: dict[str, Any], prompt_chars: float) -> float | None:
+    """Dollars by the piece one request will cost, from its parameters; None if unknowable.
+
+    Images count ``n`` (default 1), characters the prompt's, seconds the
+    ``seconds`` or ``duration`` asked for (a transcription's audio is unknown).
+    """
+    total = 0.0
+    if price.per_image is not None:
+        count = params.get("n", 1)
+        total += price.per_image * (count if isinstance(count, int) else 1)
+    if price.per_1k_chars is not None:
+        total += price.per_1k_chars * prompt_chars / 1000
+    if price.per_second is not None:
+        seconds = params.get("seconds", params.get("duration"))
+        try:
+            total += price.per_second * float(str(seconds))
+        except ValueError:
+            return None
+    return total
+
+
+def row_cost(price: Price, result: Result) -> float | None:
+    """Dollars for one results row: its tokens, files, media seconds and characters."""
+    images = result.artifact_paths
+    units = Units(len(images) if images is not None else None, result.media_seconds)
+    return cost_usd(
+        price,
+        result.prompt_tokens,
+        result.completion_tokens,
+        result.cached_tokens,
+        units._replace(chars=result.input_chars),
     )
 
 

@@ -32,6 +32,10 @@ class PromptSpec(JobSection):
     """A column of image URLs or local image files, sent with the last user turn."""
     image_detail: Literal["auto", "low", "high"] | None = None
     """The detail asked for each image: auto, low or high."""
+    audio_column: str | None = None
+    """A column naming each row's audio file (api: transcription), read beside the data."""
+    documents_column: str | None = None
+    """A list column of each row's documents to rank (api: rerank)."""
 
     @model_validator(mode="after")
     def _one_form(self) -> PromptSpec:

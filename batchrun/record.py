@@ -1,8 +1,9 @@
 """The records one request passes through: ``Request`` to send, ``Answer`` parsed, ``Result`` kept.
 
 ``Request`` is what the plan yields; ``Answer`` is what any API format's
-answer parses into (one type for chat, responses, messages, gemini and
-embeddings); ``Result`` is one row of the results, ok or failed, and
+answer parses into (one type for chat, responses, messages, gemini,
+embeddings, and the artifact kinds: images, speech, transcription, rerank
+and video); ``Result`` is one row of the results, ok or failed, and
 ``RESULT_SCHEMA`` the Parquet columns a run writes for it (pinned to
 ``Result``'s fields by ``tests/test_record.py``). Records are built by
 keyword; ``Result.ok`` and ``Result.failed`` are the only ways the runner
@@ -34,6 +35,14 @@ class Request(NamedTuple):
     estimated_tokens: int
 
 
+class Blob(NamedTuple):
+    """One file an answer carries: its bytes (or a URL to fetch them from) and promised type."""
+
+    data: bytes | None
+    mime: str | None
+    url: str | None = None
+
+
 # Not frozen: a frozen dataclass costs about four times as much to build, on the hot path.
 @dataclass(slots=True, kw_only=True)
 class Answer:
@@ -57,6 +66,12 @@ class Answer:
     time_to_last_token_s: float | None = None
     tool_calls: str | None = None
     embedding: list[float] | None = None
+    artifact_paths: list[str] | None = None
+    artifact_type: str | None = None
+    ranking: list[int] | None = None
+    relevance_scores: list[float] | None = None
+    media_seconds: float | None = None
+    input_chars: int | None = None
     http_status: int
     response_id: str | None
     served_model: str | None
@@ -65,6 +80,9 @@ class Answer:
     finish_reason_raw: str | None = None
     ratelimit_remaining: int | None = None
     ratelimit_reset_s: float | None = None
+    # Files an answer carries (images, audio, video) or names by URL, before they are
+    # written beside the output; ``artifacts.py`` turns them into ``artifact_paths``.
+    blobs: list[Blob] | None = None
 
 
 class Result(NamedTuple):
@@ -97,6 +115,12 @@ class Result(NamedTuple):
     time_to_last_token_s: float | None = None
     tool_calls: str | None = None
     embedding: list[float] | None = None
+    artifact_paths: list[str] | None = None
+    artifact_type: str | None = None
+    ranking: list[int] | None = None
+    relevance_scores: list[float] | None = None
+    media_seconds: float | None = None
+    input_chars: int | None = None
     http_status: int | None = None
     response_id: str | None = None
     served_model: str | None = None
@@ -233,6 +257,16 @@ RESULT_SCHEMA: dict[str, pl.DataType] = {
     "gateway_request_id": pl.String(),
     "tool_calls": pl.String(),
     "embedding": pl.List(pl.Float32()),
+    # Files written beside the output (``NAME.files/<sha256>.<ext>``, relative to the
+    # output's folder) and their MIME type: images, audio, video.
+    "artifact_paths": pl.List(pl.String()),
+    "artifact_type": pl.String(),
+    # A rerank's document indices, best first, and their scores in the same order.
+    "ranking": pl.List(pl.Int32()),
+    "relevance_scores": pl.List(pl.Float64()),
+    # Seconds of audio or video (what per_second prices), characters spoken (per_1k_chars).
+    "media_seconds": pl.Float64(),
+    "input_chars": pl.Int64(),
     "parsed": pl.String(),
     "parsed_valid": pl.Boolean(),
     "mode": pl.String(),

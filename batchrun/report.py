@@ -13,6 +13,7 @@ import html
 import json
 import math
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -22,6 +23,7 @@ from batchrun.compare import Comparison, ScoreKind
 from batchrun.compare_render import errors_text
 from batchrun.dataset import PROMPT_ID
 from batchrun.report_charts import cost_score_section, latency_section, swatch, trends_section
+from batchrun.report_media import media_section
 from batchrun.stats import Interval
 
 PALETTE = (
@@ -135,8 +137,10 @@ document.body.setAttribute('data-ready', 'yes');
 """
 
 
-def build_report(comparison: Comparison, title: str | None = None) -> str:
-    """The whole HTML page."""
+def build_report(
+    comparison: Comparison, title: str | None = None, links_from: Path | None = None
+) -> str:
+    """The whole HTML page; files too large to inline are linked from ``links_from``."""
     latest = comparison.latest
     models = [row["model"] for row in comparison.models]
     colors = {model: PALETTE[i % len(PALETTE)] for i, model in enumerate(models)}
@@ -155,6 +159,7 @@ def build_report(comparison: Comparison, title: str | None = None) -> str:
         f"{f', {runs} runs' if runs > 1 else ''} &middot; generated {stamp} by batchrun "
         f"{__version__}</p></header><main>",
         _summary(comparison, colors),
+        media_section(latest.frame, models, [p.parent for p in latest.paths], links_from),
         '<div class="grid">',
         latency_section(latest.frame, models, colors),
         cost_score_section(comparison, colors),
@@ -333,6 +338,7 @@ def _prompt_records(comparison: Comparison) -> list[dict[str, Any]]:
         recent = comparison.changed.filter(pl.col("to") == comparison.latest.label)
         changed = {(p, m) for p, m in recent.select(PROMPT_ID, "model").iter_rows()}
     wanted = [PROMPT_ID, "sample", "model", "status", "response", "error_message", "prompt"]
+    wanted.append("ranking")
     wanted += [f"score_{s}" for s in comparison.scores]
     by_key: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
     for row in frame.select([c for c in wanted if c in frame.columns]).iter_rows(named=True):
@@ -376,6 +382,8 @@ def _answer(
             kind = comparison.kinds[name]
             tags.append(["score", f"{name} {value:g}", score_color(value, kind)])
     text = answer["response"] if answer["status"] == "ok" else answer.get("error_message")
+    if answer["status"] == "ok" and text is None and answer.get("ranking") is not None:
+        text = "ranking: " + ", ".join(str(i) for i in answer["ranking"])
     return {"tags": tags, "text": text or ""}
 
 

@@ -26,9 +26,10 @@ from batchrun.finishing import output_finisher, score_means
 from batchrun.limits import Limiter, ScopeLimits
 from batchrun.lock import RunLock
 from batchrun.manifest import manifest_path, write_manifest
+from batchrun.media_sender import media_sender, settle_pending
 from batchrun.plan import Request
 from batchrun.prepare import Prepared
-from batchrun.pricing import batch_price, cost_usd
+from batchrun.pricing import batch_price, row_cost
 from batchrun.progress import Progress
 from batchrun.queries import check_models, report_balance
 from batchrun.run_report import Ending, MaxFailures, OutputState, RunReport
@@ -134,9 +135,7 @@ class Run:
         prices = self._batch_price_of if result.mode == "batch" else self._price_of
         price = prices.get(result.model)
         if price is not None and result.status == "ok":
-            cost = cost_usd(
-                price, result.prompt_tokens, result.completion_tokens, result.cached_tokens
-            )
+            cost = row_cost(price, result)
             if cost is not None:
                 result = result._replace(cost_usd=cost)
                 self._spend(cost)
@@ -211,7 +210,9 @@ class Run:
             ):
                 if self.pending:
                     await self._before_sending(client, base_url, limiter)
-                self._runner = Runner(client, self.record, limiter, retry=_retry_policy(job))
+                secrets = [self.prepared.api_key] if self.prepared.api_key else []
+                sender = media_sender(client, self.output, plan.models, skip, secrets)
+                self._runner = Runner(sender, self.record, limiter, retry=_retry_policy(job))
                 if self.storage_error is not None:
                     self._runner.stop()
                 self.outcome = await self._run(self._runner, sources)
@@ -220,6 +221,7 @@ class Run:
             ticker.cancel()
             self._progress.close()
             self.flush()
+            settle_pending(self.output)
         self.paces = {name: scope.pace_per_minute for name, scope in limiter.models.items()}
 
     def _resume(self) -> set[str] | None:

@@ -18,7 +18,18 @@ class ScoreSpec(JobSection):
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
     """The score's name; its column is score_<name>."""
-    grader: Literal["exact", "contains", "regex", "json_valid", "json_schema", "numeric", "judge"]
+    grader: Literal[
+        "exact",
+        "contains",
+        "regex",
+        "json_valid",
+        "json_schema",
+        "numeric",
+        "judge",
+        "wer",
+        "ndcg",
+        "mrr",
+    ]
     """How the response is scored."""
     expected_column: str | None = None
     """The input column holding the expected answer."""
@@ -43,7 +54,7 @@ class ScoreSpec(JobSection):
 
     @model_validator(mode="after")
     def _complete(self) -> ScoreSpec:
-        needs_expected = {"exact", "contains", "numeric"}
+        needs_expected = {"exact", "contains", "numeric", "wer", "ndcg", "mrr"}
         has_expected = self.expected_column is not None or self.expected is not None
         if self.grader in needs_expected and not has_expected:
             raise ValueError(

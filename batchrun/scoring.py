@@ -6,8 +6,10 @@ the number itself for numeric ones, and null where the score does not apply
 (the request failed, or the expected value is missing): never a silent 0.
 
 Graders: ``exact``, ``contains``, ``regex``, ``json_valid``,
-``json_schema``, ``numeric`` (with a tolerance), each against an expected
-column or a literal; ``judge`` scores come from a judge model (see
+``json_schema``, ``numeric`` (with a tolerance), ``wer`` (word error
+rate, lower is better), each against an expected column or a literal;
+``ndcg`` and ``mrr`` grade the ``ranking`` column against graded relevance
+(``ranking_scores.py``); ``judge`` scores come from a judge model (see
 ``judge.py``) and are only parsed here.
 """
 
@@ -25,10 +27,11 @@ import polars as pl
 
 from batchrun.config import ScoreSpec
 from batchrun.errors import JobError
+from batchrun.ranking_scores import mrr, ndcg, word_error_rate
 from batchrun.store import INPUT_PREFIX, write_parquet_atomic
 
 _NUMBER = re.compile(r"[-+]?(?:\d[\d,]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
-Grader = Callable[[str, Any, ScoreSpec], float | None]
+Grader = Callable[[Any, Any, ScoreSpec], float | None]
 
 
 def score_column(name: str) -> str:
@@ -127,6 +130,21 @@ def _numeric(response: str, expected: Any, spec: ScoreSpec) -> float | None:
     return float(math.isclose(got, target, rel_tol=spec.rel_tolerance, abs_tol=spec.tolerance))
 
 
+def _wer(response: str, expected: Any, spec: ScoreSpec) -> float | None:
+    return None if expected is None else word_error_rate(response, str(expected))
+
+
+def _ndcg(ranking: Any, expected: Any, spec: ScoreSpec) -> float | None:
+    return ndcg(list(ranking), expected)
+
+
+def _mrr(ranking: Any, expected: Any, spec: ScoreSpec) -> float | None:
+    return mrr(list(ranking), expected)
+
+
+# Graders that read the ``ranking`` column instead of ``response``.
+RANKING_GRADERS = frozenset({"ndcg", "mrr"})
+
 GRADERS: dict[str, Grader] = {
     "exact": _exact,
     "contains": _contains,
@@ -134,6 +152,9 @@ GRADERS: dict[str, Grader] = {
     "json_valid": _json_valid,
     "json_schema": _json_schema,
     "numeric": _numeric,
+    "wer": _wer,
+    "ndcg": _ndcg,
+    "mrr": _mrr,
 }
 
 
@@ -166,7 +187,9 @@ def apply_scores(results: pl.DataFrame, specs: list[ScoreSpec]) -> pl.DataFrame:
         scores = [
             grade(spec, response, status, want)
             for response, status, want in zip(
-                results.get_column("response").to_list(),
+                results.get_column(
+                    "ranking" if spec.grader in RANKING_GRADERS else "response"
+                ).to_list(),
                 results.get_column("status").to_list(),
                 expected,
                 strict=True,

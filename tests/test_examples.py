@@ -81,7 +81,58 @@ def check_batch(frame: pl.DataFrame) -> None:
     assert frame["latency_s"].null_count() == 40 and frame["cost_usd"].null_count() == 0
 
 
+def artifacts_of(frame: pl.DataFrame, kind: str) -> list[Path]:
+    """Every file the rows name, each present and of ``kind`` (image, audio, video) by its bytes."""
+    from batchrun.magic import sniff
+
+    paths = [Path("results") / p for paths in frame["artifact_paths"] for p in paths]
+    assert paths and all(p.is_file() for p in paths)
+    assert all((sniff(p.read_bytes()) or "").startswith(kind + "/") for p in paths)
+    assert all(t.startswith(kind + "/") for t in frame["artifact_type"])
+    return paths
+
+
+def check_images(frame: pl.DataFrame) -> None:
+    assert frame.height == 12 and len(artifacts_of(frame, "image")) == 12
+    assert frame["cost_usd"].null_count() == 0
+
+
+def check_image_edits(frame: pl.DataFrame) -> None:
+    paths = artifacts_of(frame, "image")
+    assert len({p.name for p in paths}) == 2  # a different image uploaded, a different edit
+
+
+def check_speech(frame: pl.DataFrame) -> None:
+    artifacts_of(frame, "audio")
+    assert set(frame["artifact_type"]) == {"audio/wav", "audio/mpeg"}
+    assert frame["input_chars"].null_count() == 0 and frame["cost_usd"].null_count() == 0
+
+
+def check_transcription(frame: pl.DataFrame) -> None:
+    assert frame["response"].null_count() == 0 and frame["score_wer"].null_count() == 0
+    whisper = frame.filter(pl.col("model") == "whisper-1")
+    assert (whisper["response"] == whisper["transcript"]).all()
+    assert frame["cost_usd"].null_count() == 0
+
+
+def check_rerank(frame: pl.DataFrame) -> None:
+    assert all(sorted(r) == [0, 1, 2] for r in frame["ranking"].to_list())
+    assert all(s == sorted(s, reverse=True) for s in frame["relevance_scores"].to_list())
+    assert frame["score_ndcg"].null_count() == 0 and frame["score_mrr"].null_count() == 0
+
+
+def check_video(frame: pl.DataFrame) -> None:
+    assert len(artifacts_of(frame, "video")) == 4
+    assert not Path("results/video.pending.json").exists()
+
+
 CHECKS = {
+    "images": check_images,
+    "image-edits": check_image_edits,
+    "speech": check_speech,
+    "transcription": check_transcription,
+    "rerank": check_rerank,
+    "video": check_video,
     "batch": check_batch,
     "demo": check_demo,
     "streaming": check_streaming,
@@ -100,6 +151,12 @@ CHECKS = {
 def test_example_job(name: str, tmp_path: Path) -> None:
     """The example runs as shipped and its rows carry what it demonstrates."""
     CHECKS[name](run_example(name, tmp_path))
+    if name in MEDIA_EXAMPLES:  # a rerun sends nothing: every row is done
+        again = invoke("run", f"jobs/{name}.yaml", "--quiet", "--json")
+        assert again.exit_code == 0 and json.loads(again.stdout)["sent"] == 0
+
+
+MEDIA_EXAMPLES = {"images", "image-edits", "speech", "transcription", "rerank", "video"}
 
 
 @pytest.mark.parametrize(

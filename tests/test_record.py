@@ -29,6 +29,9 @@ OVERRIDES: dict[str, pl.DataType] = {
     "finished_at": pl.Datetime("us", "UTC"),
     "submitted_at": pl.Datetime("us", "UTC"),
     "embedding": pl.List(pl.Float32()),
+    "artifact_paths": pl.List(pl.String()),
+    "ranking": pl.List(pl.Int32()),
+    "relevance_scores": pl.List(pl.Float64()),
 }
 RUN_COLUMNS = {"run_id": pl.String(), "job": pl.String()}
 
@@ -120,6 +123,7 @@ def test_result_ok_copies_every_answer_column() -> None:
     assert set(ANSWER_COLUMNS) == set(Answer.__dataclass_fields__) - {
         "ratelimit_remaining",
         "ratelimit_reset_s",
+        "blobs",
     }
 
 

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal, NamedTuple
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from batchrun.classify import snippet
+from batchrun.classify import answer_payload, snippet
 from batchrun.errors import EmptyAnswer, ServerError
 from batchrun.formats.finish import normalise_finish
 from batchrun.limits import parse_duration
@@ -30,7 +30,20 @@ from batchrun.record import Answer
 from batchrun.wire import JsonObject as JsonObject  # formats name raw JSON by it
 
 # The one list of API formats a job can name (``api:``); ``FORMATS`` has an object for each.
-Api = Literal["chat", "responses", "messages", "gemini", "embeddings"]
+Api = Literal[
+    "chat",
+    "responses",
+    "messages",
+    "gemini",
+    "embeddings",
+    "images",
+    "speech",
+    "transcription",
+    "translation",
+    "rerank",
+    "video",
+    "videos",
+]
 # Builds the exact body of one request from its rendered messages (JSON bytes).
 Encoder = Callable[[bytes], bytes]
 # A JSON object as it came off the wire (or as a job's params go onto it): not typed further.
@@ -81,6 +94,14 @@ class Format(ABC):
     key_headers: ClassVar[tuple[str, ...]] = ()
     # How the error reads when a 200 carries no answer of this format.
     no_answer: ClassVar[str] = "the gateway answered 200 without an answer: "
+    # Whether the answer is tokens a ``max_tokens`` caps (not an image, audio or a ranking).
+    token_output: ClassVar[bool] = True
+    # The body's Content-Type when it is not JSON (a multipart upload).
+    content_type: ClassVar[str | None] = None
+
+    def variant(self, with_images: bool) -> Format:
+        """The format that sends a prompt with images from ``prompt.image_column`` (itself)."""
+        return self
 
     def path(self, model_id: str) -> str:
         """The path of a request, relative to the base URL (``.../v1/``)."""
@@ -115,6 +136,21 @@ class Format(ABC):
                 http_status=reply.http_status,
             )
         return answer
+
+    def billed_chars(self, body: bytes) -> int | None:
+        """The characters a request is billed by (speech's input), or None."""
+        return None
+
+    def request_seconds(self, body: bytes) -> float | None:
+        """The seconds of media a request uploads (a transcription's audio), or None."""
+        return None
+
+    def read(
+        self, status: int, headers: Mapping[str, str], body: bytes, reply: Reply, secrets: list[str]
+    ) -> Answer:
+        """The answer in a whole body (JSON here; a binary answer where a format says so)."""
+        payload = answer_payload(status, headers, body, secrets)
+        return self.answer(payload, reply, body, secrets)
 
     async def read_stream(
         self, lines: AsyncIterator[bytes], reply: Reply, started: float, secrets: list[str]

@@ -1,7 +1,9 @@
 """The built-in OpenAI-compatible gateway: an aiohttp.web application.
 
-It answers the generation routes of every API in ``formats.FORMATS`` (chat
-completions, responses, Claude messages, Gemini, embeddings) the way a
+It answers the generation routes of every API in ``ALL_FORMATS`` (chat
+completions, responses, Claude messages, Gemini, embeddings; images,
+speech, transcription, translation, rerank and video tasks: ``kinds.py``,
+``video.py``) the way a
 one-api/new-api gateway does: deterministic replies with realistic usage, a
 configurable latency per model, rate limits per key and per model
 (``limits.py``), unknown models refused, and the faults of the scenario
@@ -20,7 +22,6 @@ import random
 import time
 from dataclasses import dataclass
 
-import orjson
 from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
 
@@ -30,12 +31,23 @@ from batchrun.gateway.batches import BatchStore
 from batchrun.gateway.call import ApiFormat, Call
 from batchrun.gateway.endpoints import Endpoints
 from batchrun.gateway.formats import FORMATS
+from batchrun.gateway.kinds import FILES_PATH, KIND_FORMATS, read_body
 from batchrun.gateway.limits import build_limits
 from batchrun.gateway.refusals import REFUSALS, FaultContext, invalid_body, unknown_scenario
 from batchrun.gateway.request_ids import RequestIds, current_id
 from batchrun.gateway.scenarios import SCENARIO_HEADER, SCENARIOS
 from batchrun.gateway.settings import DEFAULT_MODELS, GatewaySettings
 from batchrun.gateway.stats import STATS_PATH, GatewayStats, Handler, stats_middleware
+from batchrun.gateway.video import VideosSubmit, VideoSubmit, VideoTasks
+
+# Every generation API: the text formats, the artifact kinds (whose ``gemini`` adds image
+# output to the text one) and the video submissions.
+ALL_FORMATS: dict[str, ApiFormat] = {
+    **FORMATS,
+    **KIND_FORMATS,
+    "video": VideoSubmit(),
+    "videos": VideosSubmit(),
+}
 
 __all__ = ["DEFAULT_MODELS", "SCENARIO_HEADER", "Gateway", "GatewaySettings", "GatewayStats"]
 
@@ -71,7 +83,14 @@ class Gateway:
         ends, billing = self._endpoints, self.settings.billing
         routes = [
             Route("POST", fmt.path, self._generate_with(fmt), Guard.KEY, generation=True)
-            for fmt in FORMATS.values()
+            for fmt in ALL_FORMATS.values()
+        ]
+        videos = VideoTasks(self.settings)
+        routes += [
+            Route("GET", "/v1/video/generations/{task_id}", videos.newapi_status, Guard.KEY),
+            Route("GET", "/v1/videos/{task_id}", videos.openai_status, Guard.KEY),
+            Route("GET", "/v1/videos/{task_id}/content", videos.openai_content, Guard.KEY),
+            Route("GET", FILES_PATH + "/{kind}/{name}", videos.serve_file),
         ]
         routes += [
             Route("GET", "/v1/models", ends.list_models, Guard.KEY),
@@ -139,10 +158,7 @@ class Gateway:
     async def _admit(self, request: web.Request, fmt: ApiFormat) -> web.StreamResponse | Call:
         """Body, model, limits, scenario and latency: a refusal, or the call to answer."""
         request_id = current_id()
-        try:
-            body = orjson.loads(await request.read())
-        except orjson.JSONDecodeError:
-            body = None
+        body = await read_body(request)
         if not isinstance(body, dict):
             return invalid_body(FaultContext(request_id=request_id, model=""))
         model = fmt.model_of(request, body)

@@ -12,6 +12,9 @@ DEFAULT_MODELS = (
     "gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.5-flash", "deepseek-chat",
     "text-embedding-3-small", "model-a", "model-b", "model-c", "model-d", "model-e",
     "judge-model",
+    # The artifact kinds: images, speech, transcription, rerank, video.
+    "gpt-image-1", "gemini-2.5-flash-image", "tts-1", "whisper-1", "gpt-4o-transcribe",
+    "rerank-v3.5", "bge-reranker-v2-m3", "sora-2", "veo-3",
 )  # fmt: skip
 
 UnknownModels = Literal["refuse", "serve"]
@@ -73,6 +76,8 @@ class GatewaySettings:
     unknown_models: UnknownModels = "refuse"
     # The batch APIs; None answers 404 on /v1/batches as one-api/new-api gateways do.
     batches: BatchSettings | None = None
+    video_ms: float = 300.0  # how long a video task runs before it is done
+    wrong_media: bool = False  # file answers carry bytes of another type than promised
     seed: int = 0
 
     def offered(self) -> list[str]:
