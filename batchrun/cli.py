@@ -8,12 +8,10 @@ aiohttp) are imported inside the commands so ``batchrun --help`` stays fast.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
@@ -50,30 +48,9 @@ def main() -> None:
     """
 
 
-def entry() -> NoReturn:
-    """The ``batchrun`` command: ``main``, then an exit without the interpreter's teardown.
-
-    Everything batchrun writes is closed and synced before a command returns;
-    tearing down Polars, pydantic and aiohttp module by module would only add
-    about a tenth of a second to every run. Standard streams are flushed first.
-    """
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code
-    else:  # pragma: no cover - click's standalone mode always raises SystemExit
-        code = 0
-    if isinstance(code, str):
-        print(code, file=sys.stderr)
-        code = 1
-    _hard_exit(0 if code is None else code)
-
-
-def _hard_exit(code: int) -> NoReturn:
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-    os._exit(code)
+def entry() -> None:
+    """The ``batchrun`` command (the console script and ``python -m batchrun``)."""
+    main()
 
 
 @main.command()

@@ -319,6 +319,10 @@ def build_plan(job: Job, frame: pl.DataFrame, template: PromptTemplate) -> Plan:
             f"(columns: {', '.join(c for c in frame.columns if c != PROMPT_ID)})"
         )
     media = MediaColumns.of(job, frame)
+    # Speed trick, kept because it pays (issue 12): plain ``{{ column }}`` templates render
+    # column-wise without Jinja. `batchrun validate` on 100,000 rows takes 0.75 s of CPU this
+    # way and 6.5 s row by row; on the overhead benchmark's 10,000 prompts it saves 0.58 s,
+    # about 6% of batchrun's CPU for the run (benchmarks/plan.py, benchmarks/run.py).
     fast = template.render_columns(frame) if image_column is None and not media else None
     if fast is not None:
         messages_series, prompt_series = fast

@@ -12,14 +12,12 @@ for tests that drive the client without a socket.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 import aiohttp
 import yarl
 
-from batchrun.deadlines import Deadlines
 from batchrun.errors import ConnectionFailure, StreamCut, TimeoutFailure
 from batchrun.redact import redact
 
@@ -77,10 +75,8 @@ class Transport(Protocol):
 class AiohttpTransport:
     """``Transport`` over one aiohttp session; use it as an async context manager.
 
-    A request that is not streamed is bounded by ``timeout_s`` in all, kept
-    by one ``Deadlines`` sweep (a timer per request would cost as much as
-    the rest of batchrun's work on it); a streamed one by aiohttp's timeouts,
-    ``timeout_s`` in all and ``idle_timeout_s`` between reads.
+    A request is bounded by aiohttp's timeouts: ``timeout_s`` in all, and a
+    streamed one also ``idle_timeout_s`` between reads.
     """
 
     def __init__(
@@ -98,24 +94,20 @@ class AiohttpTransport:
         self._headers = dict(headers)
         self._max_connections = max_connections
         self._secrets = list(secrets)
-        self._deadlines = Deadlines(timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> AiohttpTransport:
         connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
-        # No total timeout on the session: ``Deadlines`` bounds each answer. No cookies: an
-        # API key is all a gateway needs.
+        # No cookies: an API key is all a gateway needs.
         self._session = aiohttp.ClientSession(
             connector=connector,
             headers=self._headers,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._timeout_s),
+            timeout=aiohttp.ClientTimeout(total=self._timeout_s, sock_connect=self._timeout_s),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-        self._deadlines.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self._deadlines.stop()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -124,21 +116,14 @@ class AiohttpTransport:
         """The answer to ``request``, read whole unless it is streamed."""
         if request.stream:
             return await self._send_stream(request)
-        task = self._deadlines.arm()
         try:
             response = await self._open(request, None)
             async with response:
                 return HttpResponse(response.status, response.headers, await response.read())
-        except asyncio.CancelledError:
-            if not self._deadlines.expired(task):
-                raise
-            raise self._timed_out() from None
         except TimeoutError:
             raise self._timed_out() from None
         except aiohttp.ClientError as exc:
             raise self._connection_failure(exc) from None
-        finally:
-            self._deadlines.disarm(task)
 
     async def _send_stream(self, request: HttpRequest) -> HttpResponse:
         try:
