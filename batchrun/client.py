@@ -12,7 +12,6 @@ and usage fields may be missing, zero or extra.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import time
 from collections.abc import Mapping
@@ -40,8 +39,8 @@ from batchrun.errors import (
     TimeoutFailure,
 )
 from batchrun.formats import Api, api_headers, parse_answer
-from batchrun.limits import parse_duration
 from batchrun.plan import Request
+from batchrun.ratelimits import RateLimitAdvice, read_advice
 from batchrun.redact import redact
 from batchrun.sse import StreamAssembler, StreamError, split_lines
 
@@ -69,8 +68,7 @@ class Completion(NamedTuple):
     gateway_request_id: str | None
     latency_s: float
     reasoning: str | None = None
-    ratelimit_remaining: int | None = None
-    ratelimit_reset_s: float | None = None
+    ratelimit: RateLimitAdvice | None = None
     ttft_s: float | None = None
     last_token_s: float | None = None
     tool_calls: str | None = None
@@ -235,6 +233,7 @@ class GatewayClient:
             gateway_request_id=headers.get("X-Oneapi-Request-Id"),
             latency_s=latency,
             reasoning="".join(assembler.reasoning) or None,
+            ratelimit=read_advice(headers),
             ttft_s=assembler.ttft_s(),
             last_token_s=assembler.last_token_s(),
             tool_calls=assembler.tool_calls_json(),
@@ -311,8 +310,7 @@ def parse_chat_response(
         headers.get("X-Oneapi-Request-Id"),
         latency_s,
         _str_or_none(reasoning),
-        _int_header(headers, "x-ratelimit-remaining-requests"),
-        parse_duration(headers.get("x-ratelimit-reset-requests")),
+        read_advice(headers),
         None,
         None,
         json.dumps(tool_calls) if isinstance(tool_calls, list) and tool_calls else None,
@@ -352,6 +350,7 @@ def parse_other_response(
         gateway_request_id=headers.get("X-Oneapi-Request-Id"),
         latency_s=latency_s,
         reasoning=answer.get("reasoning"),
+        ratelimit=read_advice(headers),
         tool_calls=answer.get("tool_calls"),
         embedding=answer.get("embedding"),
     )
@@ -392,7 +391,9 @@ def classify_error(
     lowered = text.lower()
     kwargs: dict[str, Any] = {"http_status": status, "code": code}
     if status == 429:
-        return RateLimited(message, retry_after=retry_after_seconds(headers), **kwargs)
+        limited = RateLimited(message, retry_after=retry_after_seconds(headers), **kwargs)
+        limited.advice = read_advice(headers)
+        return limited
     if status == 401:
         return FatalRequestError(
             message + " (the API key was refused; check the key in the provider's variable)",
@@ -421,34 +422,11 @@ def classify_error(
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """The wait a gateway asked for, from ``retry-after-ms`` or ``Retry-After``; capped."""
-    value: float | None = None
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            value = float(millis) / 1000.0
-        except ValueError:
-            value = None
-    seconds = headers.get("Retry-After")
-    if value is None and seconds:
-        try:
-            value = float(seconds)
-        except ValueError:
-            try:
-                value = email.utils.parsedate_to_datetime(seconds).timestamp() - time.time()
-            except (ValueError, TypeError):
-                value = None
-    if value is None or value < 0:
+    """The wait a gateway asked for, in any dialect of ``batchrun.ratelimits``; capped."""
+    advice = read_advice(headers)
+    if advice is None or advice.retry_after_s is None:
         return None
-    return min(value, MAX_RETRY_AFTER_S)
-
-
-def _int_header(headers: Mapping[str, str], name: str) -> int | None:
-    value = headers.get(name)
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
+    return min(advice.retry_after_s, MAX_RETRY_AFTER_S)
 
 
 def _code_of(error: Any) -> str | None:

@@ -200,6 +200,11 @@ class Limits(_Strict):
     adaptive: bool = True
     budget_usd: PositiveFloat | None = None
     stream_idle_timeout_s: PositiveFloat = 60.0
+    # A row is retried after 429s for as long as its model made progress within this time.
+    max_rate_limited_s: PositiveFloat = 600.0
+    # Requests that may go at once above a pace (declared or announced) after a quiet spell
+    # or a pause: no one-second interval carries more than the pace plus this.
+    burst: Annotated[int, Field(ge=1, le=1000)] = 1
 
 
 class OutputSpec(_Strict):

@@ -26,6 +26,11 @@ exceptions at that one boundary); only the command line turns
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from batchrun.ratelimits import RateLimitAdvice
+
 EXIT_OK = 0
 EXIT_FAILURES = 1
 EXIT_USAGE = 2
@@ -111,9 +116,10 @@ class RetryableError(RequestError):
 
 
 class RateLimited(RetryableError):
-    """The gateway said slow down (HTTP 429)."""
+    """The gateway said slow down (HTTP 429); ``advice`` is what its headers said, if anything."""
 
     error_type = "rate_limited"
+    advice: RateLimitAdvice | None = None
 
 
 class ServerError(RetryableError):

@@ -295,19 +295,26 @@ class Run:
             row["rate_limited"] = state.rate_limited if state else 0
             row["stopped"] = state.stopped_reason if state else None
             row["pace_per_min"] = self.paces.get(str(row["model"]))
+            # Which limit held the model back (declared, gateway, 429s, concurrency), and its use.
+            limiter = self._runner.limiter if self._runner else None
+            held = limiter.held_back(str(row["model"])) if limiter and state else (None, None)
+            row["held_by"], row["limit_used"] = held
         return rows
 
 
 def build_limiter(job: Job) -> Limiter:
     """The run's limits: the key's, and each model's under it (never above the key's)."""
     limits = job.limits
-    key = ScopeLimits(limits.concurrency, limits.rpm, limits.tpm, adaptive=False)
+    key = ScopeLimits(
+        limits.concurrency, limits.rpm, limits.tpm, adaptive=False, burst=limits.burst
+    )
     models = {
         model.name: ScopeLimits(
             min(model.concurrency or limits.concurrency, limits.concurrency),
             model.rpm,
             model.tpm,
             adaptive=limits.adaptive and limits.rpm is None,
+            burst=limits.burst,
         )
         for model in job.models
     }
@@ -321,6 +328,7 @@ def _retry_policy(job: Job) -> RetryPolicy:
         max_retry_time_s=limits.max_retry_time_s,
         base_delay_s=limits.backoff_base_s,
         max_delay_s=max(limits.backoff_max_s, limits.backoff_base_s),
+        max_rate_limited_s=limits.max_rate_limited_s,
     )
 
 

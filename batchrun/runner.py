@@ -6,8 +6,12 @@ pauses). Every request it takes ends in exactly one ``Result`` handed to
 ``on_result``: ok, or failed with its classified error. Retries are decided
 by the error's class, never by catching everything:
 
-* retryable (429, 408, 409, 5xx, timeouts, connection, cut streams): backoff
+* retryable (408, 409, 5xx, timeouts, connection, cut streams): backoff
   with jitter (or the gateway's ``Retry-After``), bounded in attempts and time;
+* rate limited (429): the limiter holds the model (or the key) for as long as
+  the gateway's advice and its evidence say, and ``acquire`` waits for that;
+  bounded by time without progress (``max_rate_limited_s``), never by a count,
+  so no row fails for rate limiting while its model is being served;
 * the row failed (400, 404, 413): recorded, never retried;
 * the model failed (no channel, before any success): a few confirmations,
   then that model stops and its remaining requests are recorded unsent;
@@ -33,6 +37,7 @@ from batchrun.errors import (
 )
 from batchrun.limits import Limiter
 from batchrun.plan import Request
+from batchrun.ratelimits import RateLimitAdvice
 from batchrun.store import Result
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -47,9 +52,16 @@ class RetryPolicy:
     base_delay_s: float = 0.5
     max_delay_s: float = 30.0
     model_unavailable_confirmations: int = 3
+    max_rate_limited_s: float = 600.0
 
     def delay(self, retry: int, error: RequestError) -> float:
-        """Seconds to wait before retry number ``retry`` (1-based), with jitter."""
+        """Seconds to wait before retry number ``retry`` (1-based), with jitter.
+
+        After a 429 with advice the limiter keeps the wait: only a jitter here.
+        """
+        if isinstance(error, RateLimited) and (error.advice or error.retry_after is not None):
+            return random.uniform(0.0, 0.1 * self.base_delay_s)
+        retry = min(retry, 16)
         retry_after = getattr(error, "retry_after", None)
         if retry_after is not None:
             return float(retry_after) + random.uniform(0.0, 0.1 * self.base_delay_s)
@@ -99,6 +111,7 @@ class Runner:
         self._sender = sender
         self._on_result = on_result
         self._limiter = limiter
+        self.limiter = limiter
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self._stopping = False
@@ -151,6 +164,8 @@ class Runner:
             state.first_sent = started
         attempts = 0
         retry_started: float | None = None
+        limited = 0  # attempts that met a 429
+        progress = (state.successes, time.monotonic())  # the model's successes, and since when
         name = request.model.name
         limiter = self._limiter
         while True:
@@ -170,7 +185,9 @@ class Runner:
                     completion = await self._sender.complete(request)
                 except RateLimited as exc:
                     state.rate_limited += 1
-                    permit.rate_limited(exc.retry_after)
+                    limited += 1
+                    advice = exc.advice or RateLimitAdvice(retry_after_s=exc.retry_after)
+                    permit.rate_limited(advice)
                     error = exc
                 except RequestError as exc:
                     error = exc
@@ -178,8 +195,9 @@ class Runner:
                     permit.succeeded(
                         completion.latency_s,
                         completion.total_tokens,
-                        completion.ratelimit_remaining,
-                        completion.ratelimit_reset_s,
+                        completion.ratelimit,
+                        completion.prompt_tokens,
+                        request.model.max_output_tokens,
                     )
             finally:
                 permit.release()
@@ -207,12 +225,17 @@ class Runner:
                 return
             # Retryable (or a channel that vanished mid-run): wait and try again, within bounds.
             now = time.monotonic()
-            retry_started = retry_started if retry_started is not None else now
-            if (
-                attempts > self._retry.max_retries
-                or now - retry_started >= self._retry.max_retry_time_s
-                or self._stopping
-            ):
+            if state.successes != progress[0]:
+                progress = (state.successes, now)
+            if isinstance(error, RateLimited):
+                over = now - progress[1] >= self._retry.max_rate_limited_s
+            else:
+                retry_started = retry_started if retry_started is not None else now
+                over = (
+                    attempts - limited > self._retry.max_retries
+                    or now - retry_started >= self._retry.max_retry_time_s
+                )
+            if over or self._stopping:
                 self._finish_failed(request, error, attempts, started, state)
                 return
             await self._sleep(self._retry.delay(attempts, error))
