@@ -156,35 +156,48 @@ class Limiter:
         ``Permit.release`` when the request is done.
         """
         scope = self.models[model]
-        started = self._clock()
-        await scope.window.acquire()
-        scope.waited["concurrency"] += self._clock() - started
+        await self._enter(scope, estimated_tokens, scope, "")
         try:
-            await self._wait(scope, estimated_tokens, scope, "")
-            started = self._clock()
-            await self.key.window.acquire()
-            scope.waited["key concurrency"] += self._clock() - started
+            await self._enter(self.key, estimated_tokens, scope, "key ")
         except BaseException:
-            scope.window.release()
-            raise
-        try:
-            await self._wait(self.key, estimated_tokens, scope, "key ")
-        except BaseException:
-            self.key.window.release()
             scope.window.release()
             raise
         return Permit((self.key, scope), estimated_tokens, self._clock())
 
-    async def _wait(self, scope: Scope, tokens: float, model: Scope, prefix: str) -> None:
-        """Sleep until ``scope`` lets the request go; the wait is booked on ``model``."""
+    async def _enter(self, scope: Scope, tokens: float, model: Scope, prefix: str) -> None:
+        """Take a place in ``scope``'s window and its pace; the waits are booked on ``model``.
+
+        A pause is waited out before a place is taken, and a place taken when a
+        pause begins is given back: after a pause the requests go as the window
+        lets them (one probe first), never all those that sat waiting.
+        """
+        while True:
+            while scope.paused_until > self._clock():
+                pause = scope.paused_until - self._clock()
+                model.waited[prefix + scope.pause_cause] += pause
+                await self._sleep(pause)
+            started = self._clock()
+            await scope.window.acquire()
+            model.waited[prefix + "concurrency"] += self._clock() - started
+            try:
+                if await self._paced(scope, tokens, model, prefix):
+                    return
+            except BaseException:
+                scope.window.release()
+                raise
+            scope.window.release()
+
+    async def _paced(self, scope: Scope, tokens: float, model: Scope, prefix: str) -> bool:
+        """Sleep until ``scope``'s pace lets the request go; False if a pause began meanwhile."""
+        if scope.paused_until > self._clock():
+            return False
         delay, cause = scope.reserve(tokens)
-        while delay > 0:
+        if delay > 0:
             model.waited[prefix + cause] += delay
             await self._sleep(delay)
-            # A pause that began while asleep: take a new slot after it, at the pace.
-            delay = 0.0
             if scope.paused_until > self._clock():
-                delay, cause = scope.reserve(tokens)
+                return False
+        return True
 
     def held_back(self, model: str) -> tuple[str | None, float | None]:
         """Which limit ``model``'s requests waited on longest, and the share of it they used."""

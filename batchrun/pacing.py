@@ -57,7 +57,7 @@ _SLOW_START_BUDGET_S = 1.0
 # The key's window starts with one probe per model, at most this many.
 _KEY_PROBES = 3
 # AdaptiveRate: a 429 asking for at least this wait marks a fixed window, whose budget is learned.
-WINDOW_ADVICE_S = 10.0
+WINDOW_ADVICE_S = 3.0
 
 
 class Pacer:
@@ -87,6 +87,11 @@ class Pacer:
         """Charge ``delta`` more units (negative: give back) to a request already paced."""
         self._next += delta * self._interval
 
+    @property
+    def next_free(self) -> float:
+        """When the next slot is free (without a burst)."""
+        return self._next
+
     def hold_until(self, moment: float) -> None:
         """No slot before ``moment`` (the gateway said its budget is spent until then)."""
         self._next = max(self._next, moment)
@@ -113,6 +118,8 @@ class Window:
         # The limit to go back to once a probe after a pause succeeds (None: no probe out).
         self._probe_restore: float | None = None
         self.opened = initial >= cap
+        # Opened by an overdue probe, to be judged again when the probe is back.
+        self.overdue = False
         self.slow_start = slow_start
         # Seconds a probe may be out unanswered before the window opens anyway (None: wait).
         self.probe_grace: float | None = None
@@ -203,14 +210,15 @@ class Window:
     def _probe_overdue(self) -> None:
         """No answer within the grace: not a quick refusal, so the endpoint is slow; open.
 
-        A slow start is for endpoints that answer within the grace; for a slow
-        one it would cost more round trips than the burst it avoids.
+        An adaptive window opens to its slow start (a burst at the cap would meet
+        a small per-window budget with as many 429s); once the probe is back with
+        its round trip, ``open`` judges again whether a slow start is worth it.
         """
         self._probe_timer = None
         if not self.opened and self.in_use > 0:
             self.opened = True
-            self.slow_start = False
-            self.limit = float(self.cap)
+            self.overdue = self.slow_start
+            self.limit = float(min(self.cap, _SLOW_START) if self.slow_start else self.cap)
             self._wake()
 
     def open(self, latency_s: float) -> None:
@@ -219,11 +227,12 @@ class Window:
         A slow start costs about log2(cap / 4) round trips; when that is more than
         a second the window opens at once (a 429 then costs less than the wait).
         """
-        if not self.opened:
+        if not self.opened or self.overdue:
             self.opened = True
+            self.overdue = False
             rounds = math.log2(max(self.cap / _SLOW_START, 1.0))
             if self.slow_start and rounds * latency_s <= _SLOW_START_BUDGET_S:
-                self.limit = float(min(self.cap, _SLOW_START))
+                self.limit = max(self.limit, float(min(self.cap, _SLOW_START)))
             else:
                 self.slow_start = False
                 self.limit = float(self.cap)
@@ -260,6 +269,8 @@ class AdaptiveRate:
         # Requests accepted since the current window began, and when it began.
         self._window_accepted = 0
         self._window_start: float | None = None
+        # When the spent window's pause ends (None: no window spent now).
+        self._window_end: float | None = None
         self.window_budget: tuple[int, float] | None = None
 
     @property
@@ -277,7 +288,13 @@ class AdaptiveRate:
             self._first_success = now
         if self._window_start is None:
             self._window_start = now
+        if self._window_end is not None and now >= self._window_end:
+            # The spent window is over: this success is the next one's first.
+            self._window_start, self._window_accepted, self._window_end = self._window_end, 0, None
         self._window_accepted += 1
+        if self._window_end is not None:
+            # In flight at the 429 and accepted after it: part of the spent window's budget.
+            self._set_window(self._window_accepted, self._window_end - self._window_start)
         self._accepted.append(now)
         while self._accepted and now - self._accepted[0] >= _MEASURE_S:
             self._accepted.popleft()
@@ -295,24 +312,29 @@ class AdaptiveRate:
     def learn_window(self, resume_at: float) -> None:
         """A 429 asked to wait until ``resume_at``, long: a fixed window is spent.
 
-        Its budget is what was accepted since the window began; the pace
-        becomes that budget over the window's length (start to ``resume_at``),
-        and no longer creeps up. The next window begins at ``resume_at``.
+        Its budget is what was accepted since the window began (answers still in
+        flight count when they come); the pace becomes that budget over the
+        window's length (its start to ``resume_at``), and no longer creeps up.
         """
         start = self._window_start
-        if start is None or self._window_accepted == 0 or self.window_budget is not None:
+        if self._window_end is not None:
+            return  # a later 429 of the same spent window
+        if start is None or self._window_accepted == 0:
             self._window_start, self._window_accepted = resume_at, 0
             return
-        length = max(resume_at - start, 1.0)
-        self.window_budget = (self._window_accepted, length)
-        per_minute = max(self._window_accepted / length * 60.0, 0.1)
+        self._window_end = resume_at
+        self._set_window(self._window_accepted, resume_at - start)
+        self._provisional_until = None
+        self._hold_until = resume_at
+
+    def _set_window(self, budget: int, length_s: float) -> None:
+        length = max(length_s, 1.0)
+        self.window_budget = (budget, length)
+        per_minute = max(budget / length * 60.0, 0.1)
         if self.pacer is None:
             self.pacer = Pacer(per_minute, self._clock)
         else:
             self.pacer.set_rate(per_minute)
-        self._provisional_until = None
-        self._hold_until = resume_at
-        self._window_start, self._window_accepted = resume_at, 0
 
     def on_rate_limited(self) -> bool:
         """A 429: pace just below the rate the gateway accepted. True if the pace was cut."""

@@ -148,7 +148,7 @@ class Scope:
         if granted >= self.paused_at:
             self._probing = False
             self.window.restore()
-        if not self.window.opened:
+        if not self.window.opened or self.window.overdue:
             self.window.open(latency_s)
         elif self.window.limit < self.window.cap:
             self.window.grow()
@@ -174,6 +174,12 @@ class Scope:
             rate = budget.limit * HEADER_MARGIN
             if pacer is None:
                 pacer = self.announced[unit] = Pacer(rate, self._clock, self.burst)
+                # Spaced from the requests already paced, not from a free start.
+                declared = self.rpm if unit == "requests" else self.tpm
+                if declared is not None:
+                    pacer.hold_until(declared.next_free)
+                elif unit == "requests" and self.last_sent is not None:
+                    pacer.hold_until(self.last_sent + 60.0 / rate)
             elif pacer.per_minute != rate:
                 pacer.set_rate(rate)
         if budget.reset_s is None:
@@ -212,9 +218,9 @@ class Scope:
             return
         wait = min(wait, MAX_PAUSE_S)
         until = self._earliest(now, wait)
-        if until < now + wait:
-            self._probing = True
-            self.window.probe()
+        self._probing = until < now + wait
+        # After the pause one request goes first; the rest follow once it succeeds.
+        self.window.probe()
         self.pause(until, "429s")
         if self.adaptive is not None and until - now >= WINDOW_ADVICE_S:
             self.adaptive.learn_window(until)

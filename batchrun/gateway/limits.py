@@ -33,7 +33,8 @@ anthropic     ``anthropic-ratelimit-{requests,    ``retry-after`` and the same b
 LiteLLM's dialects count in fixed windows; the others in a sliding window
 of ``rate_limit_window_s`` (or a token bucket when ``rate_limit_burst_s``
 is set). Every request that meets the limits is logged per model
-(``arrivals``), so a benchmark can draw what the gateway saw each second.
+(``arrivals``, and ``admitted`` for those let through), so a benchmark can
+draw what the gateway saw each second.
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ class GatewayLimits:
         self.tokens = {model: self._counter(tpm) for model, tpm in settings.model_tpm.items()}
         self.in_flight = 0
         self.arrivals: dict[str, list[float]] = collections.defaultdict(list)
+        self.admitted: dict[str, list[float]] = collections.defaultdict(list)
 
     def _counter(self, per_minute: float) -> Counter:
         settings = self.settings
@@ -150,6 +152,7 @@ class GatewayLimits:
                 if wait > 0:
                     return self._refuse(dialect, wait, ctx, self._headers(dialect, model, now))
         request[_ADMITTED] = self._headers(dialect, model, now)
+        self.admitted[model].append(now)
         self.in_flight += 1
         return None
 
