@@ -22,8 +22,10 @@ _LATENCY_HOLD_S = 1.0
 _LATENCY_WARMUP = 20
 # The longest a 429's advice may pause a scope (as the client caps Retry-After).
 MAX_PAUSE_S = 120.0
-# A limit the gateway announced is paced at this share of it.
+# A limit the gateway announced is paced at this share of it; a token budget is spent in
+# lumps of a whole request (prompt + max_tokens), so its share leaves a little more room.
 HEADER_MARGIN = 0.99
+TOKEN_MARGIN = 0.98
 # Headers older than this are no evidence of how soon a window is whole again.
 _EVIDENCE_S = 60.0
 # A continuous window with nothing left and no limit given: wait at most this long.
@@ -145,7 +147,7 @@ class Scope:
                 pacer.correct(token_delta)
         if self.adaptive is not None:
             self.adaptive.on_success(latency_s)
-        if granted >= self.paused_at:
+        if granted > self.paused_at:
             self._probing = False
             self.window.restore()
         if not self.window.opened or self.window.overdue:
@@ -171,7 +173,7 @@ class Scope:
         pacer = self.announced.get(unit)
         if budget.limit:
             self.announced_limit[unit] = budget.limit
-            rate = budget.limit * HEADER_MARGIN
+            rate = budget.limit * (HEADER_MARGIN if unit == "requests" else TOKEN_MARGIN)
             if pacer is None:
                 pacer = self.announced[unit] = Pacer(rate, self._clock, self.burst)
                 # Spaced from the requests already paced, not from a free start.
@@ -208,7 +210,7 @@ class Scope:
         """
         self.rate_limited += 1
         now = self._clock()
-        if granted_at < self.paused_at and self.paused_until > now:
+        if granted_at <= self.paused_at and self.paused_until > now:
             return
         cut = self.adaptive.on_rate_limited() if self.adaptive is not None else True
         if cut:

@@ -149,7 +149,8 @@ def main() -> None:
         print()
         for name, counts in histograms:
             print(
-                f"requests per second, {name} (pace {LIMIT / 60 * HEADER_MARGIN:.1f}/s + burst {BURST}):"
+                f"requests per second, {name} "
+                f"(pace {LIMIT / 60 * HEADER_MARGIN:.1f}/s + burst {BURST}):"
             )
             print("  " + " ".join(str(c) for c in counts))
         print()
