@@ -193,7 +193,7 @@ def outcome_row(
     name: str, gw: GatewayThread, code: int, frame: pl.DataFrame, summary: dict[str, Any]
 ) -> tuple[str, ...]:
     """Exit, rows ok, 429s, requests sent and the seconds from first start to last finish."""
-    span = float(frame["finished_at"].max()) - float(frame["started_at"].min())  # type: ignore[arg-type]
+    span = (frame["finished_at"].max() - frame["started_at"].min()).total_seconds()  # type: ignore[operator]
     return (
         name,
         str(code),

@@ -62,7 +62,8 @@ from batchrun.gateway.settings import GatewaySettings
 __all__ = ["DIALECT_HEADER", "Counter", "GatewayLimits", "build_limits", "retry_after_429"]
 
 DIALECT_HEADER = "X-Sim-Ratelimit"
-_ADMITTED = "batchrun.gateway.limits.admitted"
+# The budget headers of an admitted request, kept on it until its answer goes.
+_ADMITTED = web.RequestKey("batchrun.gateway.limits.admitted", dict[str, str])
 
 
 def retry_after_429(wait_s: float, headers: dict[str, str] | None = None) -> web.Response:
