@@ -41,6 +41,8 @@ __all__ = ["Limiter", "Permit", "Scope", "ScopeLimits"]
 
 # The key's window starts with one probe per model, at most this many.
 _KEY_PROBES = 3
+# A request that goes this much after its slot (the loop stalled) re-spaces the pace.
+_LATE_S = 0.005
 
 
 class Permit:
@@ -189,14 +191,19 @@ class Limiter:
 
     async def _paced(self, scope: Scope, tokens: float, model: Scope, prefix: str) -> bool:
         """Sleep until ``scope``'s pace lets the request go; False if a pause began meanwhile."""
-        if scope.paused_until > self._clock():
-            return False
-        delay, cause = scope.reserve(tokens)
-        if delay > 0:
-            model.waited[prefix + cause] += delay
-            await self._sleep(delay)
+        async with scope.pace_lock:
             if scope.paused_until > self._clock():
                 return False
+            delay, cause = scope.reserve(tokens)
+            if delay > 0:
+                due = self._clock() + delay
+                model.waited[prefix + cause] += delay
+                await self._sleep(delay)
+                if scope.paused_until > self._clock():
+                    return False
+                late = self._clock() - due
+                if late > _LATE_S:
+                    scope.went_late(late, tokens)
         return True
 
     def held_back(self, model: str) -> tuple[str | None, float | None]:

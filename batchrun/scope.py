@@ -8,6 +8,7 @@ on each limit and what they took, for the run's summary (``used``).
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import math
 from dataclasses import dataclass
@@ -75,6 +76,8 @@ class Scope:
         self.first_sent: float | None = None
         self.last_sent: float | None = None
         self._clock = clock
+        # One request at a time waits for the pace, so each slot is taken from real time.
+        self.pace_lock = asyncio.Lock()
         # When the last headers said the window is whole again, and when they came.
         self._whole_at: tuple[float, float] | None = None
         self._probing = False
@@ -100,6 +103,14 @@ class Scope:
         now = self._clock()
         pause = self.paused_until
         wait, cause = pause - now, self.pause_cause
+        for name, pacer, cost in self._pacers(tokens):
+            delay = pacer.reserve(cost, pause)
+            if delay > wait:
+                wait, cause = delay, name
+        return max(0.0, wait), cause
+
+    def _pacers(self, tokens: float) -> list[tuple[str, Pacer, float]]:
+        """Each pace in force, named, with what one request of ``tokens`` costs it."""
         pacers = (
             ("declared rpm", self.rpm, 1.0),
             ("declared tpm", self.tpm, tokens),
@@ -107,12 +118,14 @@ class Scope:
             ("gateway tpm", self.announced.get("tokens"), tokens),
             ("429s", self.adaptive.pacer if self.adaptive is not None else None, 1.0),
         )
-        for name, pacer, cost in pacers:
-            if pacer is not None:
-                delay = pacer.reserve(cost, pause)
-                if delay > wait:
-                    wait, cause = delay, name
-        return max(0.0, wait), cause
+        return [(name, pacer, cost) for name, pacer, cost in pacers if pacer is not None]
+
+    def went_late(self, late_s: float, tokens: float) -> None:
+        """The request went ``late_s`` after its slot (a stalled loop): space the next from
+        when it really went, so the slots missed are not made up in a burst."""
+        now = self._clock()
+        for _, pacer, cost in self._pacers(tokens):
+            pacer.hold_until(now + cost * 60.0 / pacer.per_minute)
 
     def count(self, tokens: float, at: float) -> None:
         """One request goes at ``at`` with ``tokens`` charged."""

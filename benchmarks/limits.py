@@ -175,7 +175,7 @@ def litellm_and_parallel(base: Path) -> list[tuple[str, ...]]:
     """LiteLLM's deployment limit (only llm_provider-retry-after) and a max-parallel limit."""
     rows: list[tuple[str, ...]] = [("scenario", "exit", "ok", "429s", "sent", "seconds", "held by")]
     settings = GatewaySettings(
-        model_rpm={"model-a": 20}, ratelimit_dialect="litellm", latency_ms=50, latency_sigma=0.3
+        model_rpm={"model-a": 20}, ratelimit_dialect="litellm", latency_ms=300, latency_sigma=0.3
     )
     with GatewayThread(settings) as gw:
         code, frame, summary = run_job(gw, base / "litellm", 30, models=["model-a"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -27,7 +28,7 @@ def limiter(clock: FakeClock, models: tuple[str, ...] = ("a",), **limits: object
     model_limits = ScopeLimits(8, **limits)  # type: ignore[arg-type]
     return Limiter(
         ScopeLimits(16, adaptive=False),
-        {m: model_limits for m in models},
+        dict.fromkeys(models, model_limits),
         clock=clock,
         sleep=clock.sleep,
     )
@@ -196,7 +197,7 @@ def test_after_a_pause_requests_go_one_probe_then_at_the_pace() -> None:
         return times
 
     times = asyncio.run(main())
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(times) >= 103.0 - 1e-6
     assert min(gaps) >= 0.1 - 1e-6
 
@@ -222,3 +223,29 @@ def test_a_gateway_metering_tokens_is_charged_prompt_plus_max_tokens() -> None:
     metered = RateLimitAdvice(tokens=Budget(60_000, 50_000, 1.0))
     permit.succeeded(0.01, total_tokens=30, advice=metered, prompt_tokens=27, max_output_tokens=16)
     assert lim.models["a"].tokens == pytest.approx(43)
+
+
+def test_a_stalled_loop_does_not_make_up_missed_slots_in_a_burst() -> None:
+    """A request woken 0.3 s late: the next goes one interval after it, not at once."""
+    clock = FakeClock()
+    stalls = [0.3]
+
+    async def stalling_sleep(seconds: float) -> None:
+        clock.now += seconds + (stalls.pop() if stalls else 0.0)
+
+    lim = Limiter(
+        ScopeLimits(16, adaptive=False), {"a": ScopeLimits(8, rpm=600)}, clock, stalling_sleep
+    )
+
+    async def main() -> list[float]:
+        times = []
+        for _ in range(3):
+            permit = await lim.acquire("a", 1)
+            times.append(clock.now)
+            permit.succeeded(0.0, 2)
+            permit.release()
+        return times
+
+    first, late, after = asyncio.run(main())
+    assert late - first == pytest.approx(0.4)
+    assert after - late == pytest.approx(0.1)
