@@ -42,7 +42,7 @@ __all__ = ["Limiter", "Permit", "Scope", "ScopeLimits"]
 # The key's window starts with one probe per model, at most this many.
 _KEY_PROBES = 3
 # A request that goes this much after its slot (the loop stalled) re-spaces the pace.
-_LATE_S = 0.005
+_LATE_S = 0.02
 
 
 class Permit:
