@@ -13,10 +13,8 @@ cut.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import re
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +28,7 @@ from batchrun.errors import (
     RowError,
     ServerError,
 )
+from batchrun.ratelimits import read_advice
 from batchrun.redact import redact
 from batchrun.wire import JsonObject
 
@@ -93,7 +92,10 @@ def classify_error(
     lowered = text.lower()
     kwargs: JsonObject = {"http_status": status, "code": code}
     if status == 429:
-        return RateLimited(message, retry_after=retry_after_seconds(headers), **kwargs)
+        advice = read_advice(headers)
+        return RateLimited(
+            message, retry_after=retry_after_seconds(headers), advice=advice, **kwargs
+        )
     if status == 401:
         return FatalRequestError(
             message + " (the API key was refused; check the key in the provider's variable)",
@@ -124,26 +126,11 @@ def classify_error(
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """The wait a gateway asked for, from ``retry-after-ms`` or ``Retry-After``; capped."""
-    value: float | None = None
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            value = float(millis) / 1000.0
-        except ValueError:
-            value = None
-    seconds = headers.get("Retry-After")
-    if value is None and seconds:
-        try:
-            value = float(seconds)
-        except ValueError:
-            try:
-                value = email.utils.parsedate_to_datetime(seconds).timestamp() - time.time()
-            except (ValueError, TypeError):
-                value = None
-    if value is None or value < 0:
+    """The wait a gateway asked for, in any dialect of ``batchrun.ratelimits``; capped."""
+    advice = read_advice(headers)
+    if advice is None or advice.retry_after_s is None:
         return None
-    return min(value, MAX_RETRY_AFTER_S)
+    return min(advice.retry_after_s, MAX_RETRY_AFTER_S)
 
 
 def snippet(body: bytes, secrets: list[str]) -> str:

@@ -128,6 +128,10 @@ class Limits(JobSection):
     """The longest rendered prompt, in characters."""
     batch_size: Annotated[int, Field(gt=0, le=100_000)] | None = None
     """Requests per submitted batch, within each batch API's own limit."""
+    max_rate_limited_s: Seconds = 600.0
+    """A row is retried after 429s for as long as its model made progress within this time."""
+    burst: Annotated[int, Field(ge=1, le=1000)] = 1
+    """Requests that may go at once above a pace after a quiet spell or a pause."""
 
 
 class OutputSpec(JobSection):

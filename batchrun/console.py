@@ -31,6 +31,8 @@ SUMMARY_COLUMNS = [
     ("rate_per_s", "req/s"),
     ("rate_limited", "429s"),
     ("pace_per_min", "pace/min"),
+    ("held_by", "held back by"),
+    ("limit_used", "of it used"),
 ]
 
 

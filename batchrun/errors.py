@@ -28,6 +28,11 @@ exceptions at that one boundary); only the command line turns
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from batchrun.ratelimits import RateLimitAdvice
+
 EXIT_OK = 0
 EXIT_FAILURES = 1
 EXIT_USAGE = 2
@@ -117,9 +122,21 @@ class RetryableError(RequestError):
 
 
 class RateLimited(RetryableError):
-    """The gateway said slow down (HTTP 429)."""
+    """The gateway said slow down (HTTP 429); ``advice`` is what its headers said, if anything."""
 
     error_type = "rate_limited"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+        advice: RateLimitAdvice | None = None,
+    ) -> None:
+        super().__init__(message, http_status=http_status, code=code, retry_after=retry_after)
+        self.advice = advice
 
 
 class ServerError(RetryableError):

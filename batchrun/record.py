@@ -21,6 +21,7 @@ import polars as pl
 
 if TYPE_CHECKING:
     from batchrun.plan import PlannedModel
+    from batchrun.ratelimits import RateLimitAdvice
 
 
 class Request(NamedTuple):
@@ -78,8 +79,7 @@ class Answer:
     gateway_request_id: str | None
     upstream_model: str | None = None
     finish_reason_raw: str | None = None
-    ratelimit_remaining: int | None = None
-    ratelimit_reset_s: float | None = None
+    ratelimit: RateLimitAdvice | None = None  # what the answer's headers said of the limits
     # Files an answer carries (images, audio, video) or names by URL, before they are
     # written beside the output; ``artifacts.py`` turns them into ``artifact_paths``.
     blobs: list[Blob] | None = None

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from batchrun.compaction import compact
-from batchrun.config import Job, LoadedJob
+from batchrun.config import Job
 from batchrun.endpoint import open_client
 from batchrun.errors import JobError
 from batchrun.finishing import output_finisher, score_means
@@ -353,19 +353,26 @@ class Run:
             row["rate_limited"] = state.rate_limited if state else 0
             row["stopped"] = state.stopped_reason if state else None
             row["pace_per_min"] = self.paces.get(str(row["model"]))
+            # Which limit held the model back (declared, gateway, 429s, concurrency), and its use.
+            limiter = self._runner.limiter if self._runner else None
+            held = limiter.held_back(str(row["model"])) if limiter and state else (None, None)
+            row["held_by"], row["limit_used"] = held
         return rows
 
 
 def build_limiter(job: Job) -> Limiter:
     """The run's limits: the key's, and each model's under it (never above the key's)."""
     limits = job.limits
-    key = ScopeLimits(limits.concurrency, limits.rpm, limits.tpm, adaptive=False)
+    key = ScopeLimits(
+        limits.concurrency, limits.rpm, limits.tpm, adaptive=False, burst=limits.burst
+    )
     models = {
         model.name: ScopeLimits(
             min(model.concurrency or limits.concurrency, limits.concurrency),
             model.rpm,
             model.tpm,
             adaptive=limits.adaptive and limits.rpm is None,
+            burst=limits.burst,
         )
         for model in job.models
     }
@@ -379,6 +386,7 @@ def _retry_policy(job: Job) -> RetryPolicy:
         max_retry_time_s=limits.max_retry_time_s,
         base_delay_s=limits.backoff_base_s,
         max_delay_s=max(limits.backoff_max_s, limits.backoff_base_s),
+        max_rate_limited_s=limits.max_rate_limited_s,
     )
 
 
@@ -401,7 +409,9 @@ async def execute(prepared: Prepared, options: RunOptions, ui: Ui) -> RunReport:
         judges: list[RunReport] = []
         judged: dict[str, Path] = {}
         if run.ending is Ending.FINISHED:
-            await _judge(run, judges, judged)
+            from batchrun.judging import run_judges
+
+            await run_judges(run, judges, judged)
         report = run.finish(judged)
         report.judges = judges
         if any(j.ending is Ending.INTERRUPTED for j in judges) and report.signal is None:
@@ -411,59 +421,3 @@ async def execute(prepared: Prepared, options: RunOptions, ui: Ui) -> RunReport:
         return report
     finally:
         lock.release()
-
-
-async def _judge(run: Run, reports: list[RunReport], judged: dict[str, Path]) -> None:
-    """Run each judge score over the ok answers (as jobs of their own, one after another)."""
-    prepared = run.prepared
-    job = prepared.job
-    from batchrun.compaction import current_ok
-    from batchrun.judge import judge_output, judge_plan
-
-    answers = current_ok(prepared.output, prepared.plan.prompts)
-    for spec in (s for s in job.scores if s.grader == "judge"):
-        plan = judge_plan(job, spec, answers, prepared.output)
-        if plan is None:
-            continue
-        judge = Prepared(
-            loaded=LoadedJob(
-                job=plan.job, path=prepared.loaded.path, sha256=prepared.loaded.sha256
-            ),
-            plan=plan,
-            output=judge_output(prepared.output, spec),
-            api_key=prepared.api_key,
-            base_url=prepared.base_url,
-            prices=prepared.prices,
-        )
-        options = RunOptions(
-            retry_errors=run.options.retry_errors,
-            fresh=run.options.fresh,
-            grace_s=run.options.grace_s,
-        )
-        report = await execute(judge, options, _Labelled(run.ui, f"judge {spec.name}"))
-        reports.append(report)
-        judged[spec.name] = judge.output
-        if report.sent:
-            run.ui.notify(
-                f"judge {spec.name} ({spec.model}): {report.sent:,} answers graded this run, "
-                f"{report.state.rows:,} in all"
-            )
-        if report.ending is Ending.INTERRUPTED:
-            return
-
-
-@dataclass
-class _Labelled:
-    """A ui whose progress displays carry a fixed label."""
-
-    inner: Ui
-    label: str
-
-    def notify(self, message: str) -> None:
-        self.inner.notify(message)
-
-    def progress(self, total: int, label: str) -> Progress:
-        return self.inner.progress(total, self.label)
-
-    def begin(self, run_id: str, description: str) -> None:
-        """A judge's run keeps the main run's id in the log."""

@@ -32,6 +32,7 @@ from batchrun.errors import (
     RetryableError,
 )
 from batchrun.limits import Limiter
+from batchrun.ratelimits import RateLimitAdvice
 from batchrun.record import Answer, Request, Result
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -46,9 +47,17 @@ class RetryPolicy:
     base_delay_s: float = 0.5
     max_delay_s: float = 30.0
     model_unavailable_confirmations: int = 3
+    # 429s are bounded by time without progress, not by a count (issue 16).
+    max_rate_limited_s: float = 600.0
 
     def delay(self, retry: int, error: RequestError) -> float:
-        """Seconds to wait before retry number ``retry`` (1-based), with jitter."""
+        """Seconds to wait before retry number ``retry`` (1-based), with jitter.
+
+        After a 429 with advice the limiter keeps the wait: only a jitter here.
+        """
+        if isinstance(error, RateLimited) and (error.advice or error.retry_after is not None):
+            return random.uniform(0.0, 0.1 * self.base_delay_s)
+        retry = min(retry, 16)
         retry_after = getattr(error, "retry_after", None)
         if retry_after is not None:
             return float(retry_after) + random.uniform(0.0, 0.1 * self.base_delay_s)
@@ -96,6 +105,7 @@ class Runner:
         self._sender = sender
         self._on_result = on_result
         self._limiter = limiter
+        self.limiter = limiter  # read by the summary: which limit held each model back
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self._stopping = False
@@ -138,10 +148,16 @@ class Runner:
                 await self._send(request, state)
 
     async def _send(self, request: Request, state: ModelState) -> None:
-        """Send one request until it ends in one result (or the run stops before it is sent)."""
+        """Send one request until it ends in one result (or the run stops before it is sent).
+
+        Other retryable failures are bounded by count and time; 429s only by
+        ``max_rate_limited_s`` without a new success for the model, so a row
+        never fails for rate limiting while the run makes progress.
+        """
         started = time.time()
-        attempts = 0
+        attempts = limited = 0
         retry_started: float | None = None
+        progress = (state.successes, time.monotonic())  # the model's successes, and since when
         while True:
             attempts += 1
             outcome = await self._attempt(request, state)
@@ -152,18 +168,22 @@ class Runner:
                 state.successes += 1
                 self._on_result(_ok(request, outcome, attempts, started))
                 return
-            # Retryable (or a channel that vanished mid-run): wait and try again, within bounds.
             now = time.monotonic()
-            retry_started = retry_started if retry_started is not None else now
-            if (
-                self._final(outcome, state)
-                or attempts > self._retry.max_retries
-                or now - retry_started >= self._retry.max_retry_time_s
-                or self._stopping
-            ):
+            if state.successes != progress[0]:
+                progress = (state.successes, now)
+            if isinstance(outcome, RateLimited):
+                limited += 1
+                over = now - progress[1] >= self._retry.max_rate_limited_s
+            else:
+                retry_started = retry_started if retry_started is not None else now
+                over = (
+                    attempts - limited > self._retry.max_retries
+                    or now - retry_started >= self._retry.max_retry_time_s
+                )
+            if self._final(outcome, state) or over or self._stopping:
                 self._on_result(_failed(request, outcome, attempts, started))
                 return
-            await self._sleep(self._retry.delay(attempts, outcome))
+            await self._sleep(self._retry.delay(attempts - limited or 1, outcome))
 
     async def _attempt(self, request: Request, state: ModelState) -> Answer | RequestError | None:
         """One send under a permit: its answer or error; None if stopped before sending."""
@@ -183,15 +203,16 @@ class Runner:
                 answer = await self._sender.complete(request)
             except RateLimited as exc:
                 state.rate_limited += 1
-                permit.rate_limited(exc.retry_after)
+                permit.rate_limited(exc.advice or RateLimitAdvice(retry_after_s=exc.retry_after))
                 return exc
             except RequestError as exc:
                 return exc
             permit.succeeded(
                 answer.latency_s,
                 answer.total_tokens,
-                answer.ratelimit_remaining,
-                answer.ratelimit_reset_s,
+                answer.ratelimit,
+                answer.prompt_tokens,
+                request.model.max_output_tokens,
             )
             return answer
         finally:

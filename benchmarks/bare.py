@@ -27,11 +27,13 @@ async def main(url: str, prompts: int, models: int, concurrency: int) -> None:
                 await response.read()
 
         bodies = (
-            json.dumps({
-                "model": f"model-{chr(97 + m)}",
-                "messages": [{"role": "user", "content": f"What is {i} + {i % 97}?"}],
-                "max_tokens": 16,
-            }).encode()
+            json.dumps(
+                {
+                    "model": f"model-{chr(97 + m)}",
+                    "messages": [{"role": "user", "content": f"What is {i} + {i % 97}?"}],
+                    "max_tokens": 16,
+                }
+            ).encode()
             for i in range(prompts)
             for m in range(models)
         )

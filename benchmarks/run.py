@@ -63,6 +63,7 @@ def warm_up() -> None:
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int, str]:
     """Run ``cmd`` pinned to the client core: wall s, CPU s, its own peak RSS (KiB), stdout."""
+
     def pin() -> None:
         if CLIENT_CPU is not None:
             os.sched_setaffinity(0, {CLIENT_CPU})
@@ -96,11 +97,16 @@ def overhead(base: Path, prompts: int, rounds: int) -> list[tuple[str, ...]]:
     ours: list[tuple[float, float]] = []
     with gateway_process(cpu=SERVER_CPU) as url:
         for round_ in range(rounds):
-            wall, cpu, _, _ = timed([sys.executable, str(HERE / "bare.py"), url,
-                                     str(prompts), "2", "100"])
+            wall, cpu, _, _ = timed(
+                [sys.executable, str(HERE / "bare.py"), url, str(prompts), "2", "100"]
+            )
             bare.append((wall, cpu))
-            job = write_job(base / f"overhead-{round_}", url, prompts,
-                            limits={"concurrency": 100, "adaptive": False})
+            job = write_job(
+                base / f"overhead-{round_}",
+                url,
+                prompts,
+                limits={"concurrency": 100, "adaptive": False},
+            )
             before = gateway_stats(url)["requests"]
             wall, cpu, _, _ = timed(batchrun(job), env)
             sent = gateway_stats(url)["requests"] - before
@@ -109,14 +115,33 @@ def overhead(base: Path, prompts: int, rounds: int) -> list[tuple[str, ...]]:
     bare_wall, bare_cpu = (statistics.median(x) for x in zip(*bare, strict=True))
     br_wall, br_cpu = (statistics.median(x) for x in zip(*ours, strict=True))
     bare_rps, br_rps = requests / bare_wall, requests / br_wall
-    rows.append((f"bare aiohttp + semaphore (median of {rounds})", f"{bare_wall:.2f}",
-                 f"{bare_rps:,.0f}", f"{bare_cpu / requests * 1000:.3f}"))
-    rows.append((f"batchrun run, whole process (median of {rounds})", f"{br_wall:.2f}",
-                 f"{br_rps:,.0f}", f"{br_cpu / requests * 1000:.3f}"))
-    rows.append(("ratio batchrun / bare", "", f"{br_rps / bare_rps:.2f} x",
-                 f"{br_cpu / bare_cpu:.2f} x"))
-    rows.append(("each round, batchrun / bare req/s", "",
-                 " ".join(f"{b[0] / o[0]:.2f}" for b, o in zip(bare, ours, strict=True)), ""))
+    rows.append(
+        (
+            f"bare aiohttp + semaphore (median of {rounds})",
+            f"{bare_wall:.2f}",
+            f"{bare_rps:,.0f}",
+            f"{bare_cpu / requests * 1000:.3f}",
+        )
+    )
+    rows.append(
+        (
+            f"batchrun run, whole process (median of {rounds})",
+            f"{br_wall:.2f}",
+            f"{br_rps:,.0f}",
+            f"{br_cpu / requests * 1000:.3f}",
+        )
+    )
+    rows.append(
+        ("ratio batchrun / bare", "", f"{br_rps / bare_rps:.2f} x", f"{br_cpu / bare_cpu:.2f} x")
+    )
+    rows.append(
+        (
+            "each round, batchrun / bare req/s",
+            "",
+            " ".join(f"{b[0] / o[0]:.2f}" for b, o in zip(bare, ours, strict=True)),
+            "",
+        )
+    )
     return rows
 
 
@@ -160,21 +185,41 @@ def latency_bound(
         ours: list[float] = []
         for round_ in range(rounds):
             with gateway_process(cpu=SERVER_CPU, latency_ms=300, latency_sigma=sigma) as url:
-                bare.append(timed([sys.executable, str(HERE / "bare.py"), url,
-                                   str(prompts), "2", "100"])[0])
+                bare.append(
+                    timed([sys.executable, str(HERE / "bare.py"), url, str(prompts), "2", "100"])[0]
+                )
             with gateway_process(cpu=SERVER_CPU, latency_ms=300, latency_sigma=sigma) as url:
-                job = write_job(base / f"latency-{sigma}-{round_}", url, prompts,
-                                limits={"concurrency": 100})
+                job = write_job(
+                    base / f"latency-{sigma}-{round_}", url, prompts, limits={"concurrency": 100}
+                )
                 ours.append(timed(batchrun(job), env)[0])
         wall, bare_wall = statistics.median(ours), statistics.median(bare)
         floor = floor_s(requests, 100, 0.3, sigma)
         spread = f"lognormal mean 300 ms, sigma {sigma:g}" if sigma else "300 ms each"
-        rows.append((f"batchrun, {requests:,} req, {spread}, c=100 (median of {rounds})",
-                     f"{wall:.2f}", f"{ideal:.2f}", f"{wall / ideal:.3f} x"))
-        rows.append(("  bare loop, the same", f"{bare_wall:.2f}", f"{ideal:.2f}",
-                     f"{bare_wall / ideal:.3f} x"))
-        rows.append(("  floor: no overhead at all (simulated)", f"{floor:.2f}", f"{ideal:.2f}",
-                     f"{floor / ideal:.3f} x"))
+        rows.append(
+            (
+                f"batchrun, {requests:,} req, {spread}, c=100 (median of {rounds})",
+                f"{wall:.2f}",
+                f"{ideal:.2f}",
+                f"{wall / ideal:.3f} x",
+            )
+        )
+        rows.append(
+            (
+                "  bare loop, the same",
+                f"{bare_wall:.2f}",
+                f"{ideal:.2f}",
+                f"{bare_wall / ideal:.3f} x",
+            )
+        )
+        rows.append(
+            (
+                "  floor: no overhead at all (simulated)",
+                f"{floor:.2f}",
+                f"{ideal:.2f}",
+                f"{floor / ideal:.3f} x",
+            )
+        )
     return rows
 
 
@@ -184,20 +229,33 @@ def scale(base: Path, large: int) -> list[tuple[str, ...]]:
     peaks = {}
     with gateway_process(cpu=SERVER_CPU) as url:
         for prompts in (large // 20, large // 2):
-            job = write_job(base / f"scale-{prompts}", url, prompts,
-                            limits={"concurrency": 100, "adaptive": False},
-                            output={"path": str(base / f"scale-{prompts}" / "results.parquet"),
-                                    "flush_every": 5000})
+            job = write_job(
+                base / f"scale-{prompts}",
+                url,
+                prompts,
+                limits={"concurrency": 100, "adaptive": False},
+                output={
+                    "path": str(base / f"scale-{prompts}" / "results.parquet"),
+                    "flush_every": 5000,
+                },
+            )
             before = gateway_stats(url)["requests"]
             wall, _, peak, _ = timed(batchrun(job), env)
             sent = gateway_stats(url)["requests"] - before
             peaks[prompts] = peak
-            rows.append((f"{prompts * 2:,} requests", f"{sent:,}", f"{wall:.1f}",
-                         f"{peak / 1024:.0f}"))
+            rows.append(
+                (f"{prompts * 2:,} requests", f"{sent:,}", f"{wall:.1f}", f"{peak / 1024:.0f}")
+            )
         before = gateway_stats(url)["requests"]
         rerun_wall, _, _, _ = timed(batchrun(job), env)
-        rows.append(("rerun of the completed largest job",
-                     f"{gateway_stats(url)['requests'] - before:,}", f"{rerun_wall:.1f}", ""))
+        rows.append(
+            (
+                "rerun of the completed largest job",
+                f"{gateway_stats(url)['requests'] - before:,}",
+                f"{rerun_wall:.1f}",
+                "",
+            )
+        )
     small, big = sorted(peaks)
     rows.append(("peak RSS ratio largest / smallest", "", "", f"{peaks[big] / peaks[small]:.2f} x"))
     return rows
@@ -214,16 +272,19 @@ def startup() -> list[tuple[str, ...]]:
         "print('imported:', ','.join(heavy) or 'none', file=sys.stderr)"
     )
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          check=True, env=python_env())
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=python_env()
+    )
     wall = time.perf_counter() - started
     bare_started = time.perf_counter()
     subprocess.run([sys.executable, "-c", "pass"], check=True, env=python_env())
     python_wall = time.perf_counter() - bare_started
     imported = done.stderr.strip().removeprefix("imported: ")
-    return [("4. start-up", "wall s", "heavy modules imported"),
-            ("batchrun --help", f"{wall:.3f}", imported),
-            ("python -c pass (for scale)", f"{python_wall:.3f}", "")]
+    return [
+        ("4. start-up", "wall s", "heavy modules imported"),
+        ("batchrun --help", f"{wall:.3f}", imported),
+        ("python -c pass (for scale)", f"{python_wall:.3f}", ""),
+    ]
 
 
 def main() -> None:
@@ -231,10 +292,18 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--only", choices=["startup", "overhead", "latency", "scale"])
-    parser.add_argument("--rounds", type=int, default=7,
-                        help="bare/batchrun pairs in the overhead test (medians reported)")
-    parser.add_argument("--latency-rounds", type=int, default=3,
-                        help="bare/batchrun pairs per latency spread (medians reported)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=7,
+        help="bare/batchrun pairs in the overhead test (medians reported)",
+    )
+    parser.add_argument(
+        "--latency-rounds",
+        type=int,
+        default=3,
+        help="bare/batchrun pairs per latency spread (medians reported)",
+    )
     args = parser.parse_args()
     print(f"cores: {CORES}; gateway on {SERVER_CPU}, client on {CLIENT_CPU}\n")
     warm_up()
@@ -248,8 +317,14 @@ def main() -> None:
         if "overhead" in wanted:
             print(table(overhead(base, 1_000 if args.quick else 10_000, args.rounds)), "\n")
         if "latency" in wanted:
-            print(table(latency_bound(base, 200 if args.quick else 2_000, (0.5, 0.25, 0.0),
-                                      args.latency_rounds)), "\n")
+            print(
+                table(
+                    latency_bound(
+                        base, 200 if args.quick else 2_000, (0.5, 0.25, 0.0), args.latency_rounds
+                    )
+                ),
+                "\n",
+            )
         if "scale" in wanted:
             print(table(scale(base, 20_000 if args.quick else 1_000_000)))
 

@@ -15,14 +15,21 @@ MAX_RETRIES = 2
 
 
 def run_with(
-    start_gateway: Callable[..., GatewayThread], **settings: object
+    start_gateway: Callable[..., GatewayThread],
+    limits: dict[str, object] | None = None,
+    **settings: object,
 ) -> tuple[int, pl.DataFrame, GatewayThread, str]:
     gw = start_gateway(**settings)
     make_prompts(Path("prompts.parquet"), 3)
     job = job_dict(
         gw.url,
         models=["model-a"],
-        limits={"concurrency": 2, "max_retries": MAX_RETRIES, "backoff_base_s": 0.001},
+        limits={
+            "concurrency": 2,
+            "max_retries": MAX_RETRIES,
+            "backoff_base_s": 0.001,
+            **(limits or {}),
+        },
     )
     write_job(Path("job.yaml"), job)
     result = invoke("run", "job.yaml")
@@ -35,9 +42,6 @@ def run_with(
 
 
 RETRYABLE = [
-    "S10",
-    "S10b",
-    "S11",
     "S13",
     "S15",
     "S15b",
@@ -64,9 +68,23 @@ def test_retryable_faults_retry_then_fail(
     assert set(frame["status"]) == {"error"}
     assert set(frame["attempts"]) == {MAX_RETRIES + 1}
     assert gw.gateway.stats.requests == 3 * (MAX_RETRIES + 1)
-    kind = "rate_limited" if scenario.startswith(("S10", "S11")) else "server_error"
-    assert set(frame["error_type"]) == {kind}
+    assert set(frame["error_type"]) == {"server_error"}
     assert frame["error_message"].null_count() == 0
+
+
+@pytest.mark.parametrize("scenario", ["S10", "S10b", "S11"])
+def test_429s_that_never_clear_fail_after_max_rate_limited_s(
+    start_gateway: Callable[..., GatewayThread], scenario: str
+) -> None:
+    """429s are retried past max_retries, until the model made no progress for the bound."""
+    limits = {"max_rate_limited_s": 0.5, "backoff_max_s": 0.05}
+    code, frame, gw, _ = run_with(start_gateway, limits, model_scenarios={"model-a": scenario})
+    assert code == 1
+    assert frame.height == 3
+    assert set(frame["status"]) == {"error"}
+    assert set(frame["error_type"]) == {"rate_limited"}
+    assert min(frame["attempts"]) > MAX_RETRIES + 1
+    assert gw.gateway.stats.requests == frame["attempts"].sum()
 
 
 @pytest.mark.parametrize("scenario", ["S26", "S26b", "E404", "E413"])

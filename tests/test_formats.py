@@ -304,4 +304,5 @@ def test_every_format_parses_into_one_answer(case: str) -> None:
     )
     assert got == PARSED[case]
     assert (answer.http_status, answer.latency_s, answer.gateway_request_id) == (200, 0.5, "rid")
-    assert (answer.ratelimit_remaining, answer.ratelimit_reset_s) == (7, 2.0)
+    assert answer.ratelimit is not None and answer.ratelimit.requests is not None
+    assert (answer.ratelimit.requests.remaining, answer.ratelimit.requests.reset_s) == (7, 2.0)

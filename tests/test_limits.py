@@ -6,16 +6,9 @@ import asyncio
 
 import pytest
 
-from batchrun.limits import (
-    AdaptiveRate,
-    Limiter,
-    Pacer,
-    Permit,
-    Scope,
-    ScopeLimits,
-    Window,
-    parse_duration,
-)
+from batchrun.limits import Limiter, Permit, Scope, ScopeLimits
+from batchrun.pacing import AdaptiveRate, Pacer, Window
+from batchrun.ratelimits import RateLimitAdvice, parse_duration
 
 
 class FakeClock:
@@ -163,7 +156,7 @@ def test_limiter_retry_after_pauses_the_model() -> None:
         permit.succeeded(0.1, 10)
         permit.release()
         permit = await take(limiter, "m", 10)
-        permit.rate_limited(2.5)
+        permit.rate_limited(RateLimitAdvice(retry_after_s=2.5))
         permit.release()
         permit = await take(limiter, "m", 10)
         starts.append(clock.now)

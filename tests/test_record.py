@@ -71,8 +71,7 @@ def _answer(**overrides: Any) -> Answer:
         "response_id": "chatcmpl-1",
         "served_model": "gpt-x",
         "gateway_request_id": "rid",
-        "ratelimit_remaining": 9,
-        "ratelimit_reset_s": 1.0,
+        "ratelimit": None,
     }
     return Answer(**{**fields, **overrides})
 
@@ -121,8 +120,7 @@ def test_result_ok_copies_every_answer_column() -> None:
     assert row.output_tokens_per_s == pytest.approx(40.0)
     assert (row.error_type, row.error_message, row.cost_usd) == (None, None, None)
     assert set(ANSWER_COLUMNS) == set(Answer.__dataclass_fields__) - {
-        "ratelimit_remaining",
-        "ratelimit_reset_s",
+        "ratelimit",
         "blobs",
     }
 

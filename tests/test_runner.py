@@ -116,15 +116,46 @@ def test_retryable_errors_retry_and_count_attempts() -> None:
 
 
 def test_retries_are_bounded() -> None:
-    """A request that always 429s fails after max_retries + 1 attempts."""
+    """A request that always meets a 5xx fails after max_retries + 1 attempts."""
+
+    def rule(r: Request, n: int) -> Answer:
+        raise ServerError("boom", http_status=500)
+
+    sender = FakeSender(rule)
+    results, _ = run(sender, requests(1, ("a",)))
+    assert [(r.status, r.error_type, r.attempts) for r in results] == [("error", "server_error", 4)]
+
+
+def test_429_retries_are_bounded_by_time_not_by_a_count() -> None:
+    """Ten 429s (more than max_retries) and then an answer: the row is ok (issue 16)."""
+
+    def rule(r: Request, n: int) -> Answer:
+        if n <= 10:
+            raise RateLimited("slow down", http_status=429)
+        return ok()
+
+    results, runner = run(FakeSender(rule), requests(1, ("a",)))
+    assert [(r.status, r.attempts) for r in results] == [("ok", 11)]
+    assert runner.outcome.models["a"].rate_limited == 10
+
+
+def test_429s_fail_a_row_only_after_max_rate_limited_s_without_progress() -> None:
+    """A request that always 429s fails once its model made no progress for the bound."""
 
     def rule(r: Request, n: int) -> Answer:
         raise RateLimited("slow down", http_status=429)
 
-    sender = FakeSender(rule)
-    results, runner = run(sender, requests(1, ("a",)))
-    assert [(r.status, r.error_type, r.attempts) for r in results] == [("error", "rate_limited", 4)]
-    assert runner.outcome.models["a"].rate_limited == 4
+    results: list[Result] = []
+    policy = RetryPolicy(base_delay_s=0.001, max_delay_s=0.001, max_rate_limited_s=0.05)
+    reqs = requests(1, ("a",))
+
+    async def go() -> None:
+        runner = Runner(FakeSender(rule), results.append, limiter_for(reqs, 3), retry=policy)
+        await runner.run(by_model(reqs))
+
+    asyncio.run(go())
+    assert [(r.status, r.error_type) for r in results] == [("error", "rate_limited")]
+    assert results[0].attempts > policy.max_retries + 1
 
 
 def test_row_errors_are_not_retried() -> None:

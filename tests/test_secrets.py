@@ -31,7 +31,7 @@ def test_key_never_leaks(start_gateway: Callable[..., GatewayThread], tmp_path: 
         job = job_dict(
             gw.url,
             provider={"base_url": gw.url, "api_key_env": "BATCHRUN_TEST_KEY", "headers": headers},
-            limits={"max_retries": 1, "backoff_base_s": 0.001},
+            limits={"max_retries": 1, "backoff_base_s": 0.001, "max_rate_limited_s": 0.5},
             output={"path": f"out/run-{index}.parquet", "flush_every": 1},
         )
         write_job(Path(f"job-{index}.yaml"), job)

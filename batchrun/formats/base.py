@@ -25,7 +25,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from batchrun.classify import answer_payload, snippet
 from batchrun.errors import EmptyAnswer, ServerError
 from batchrun.formats.finish import normalise_finish
-from batchrun.limits import parse_duration
+from batchrun.ratelimits import RateLimitAdvice, read_advice
 from batchrun.record import Answer
 from batchrun.wire import JsonObject as JsonObject  # formats name raw JSON by it
 
@@ -68,8 +68,7 @@ class Reply(NamedTuple):
     http_status: int
     latency_s: float
     gateway_request_id: str | None
-    ratelimit_remaining: int | None
-    ratelimit_reset_s: float | None
+    ratelimit: RateLimitAdvice | None
     upstream_model: str | None = None
 
 
@@ -166,13 +165,11 @@ def reply_of(status: int, headers: Mapping[str, str], latency_s: float) -> Reply
     """
     if not isinstance(headers, CIMultiDictProxy | CIMultiDict):
         headers = CIMultiDict(headers)
-    remaining = headers.get("x-ratelimit-remaining-requests")
     return Reply(
         status,
         latency_s,
         _first(headers, REQUEST_ID_HEADERS),
-        _int_text(remaining) if remaining is not None else None,
-        parse_duration(headers.get("x-ratelimit-reset-requests")),
+        read_advice(headers),
         _first(headers, UPSTREAM_MODEL_HEADERS),
     )
 
@@ -228,8 +225,7 @@ def make_answer(
         gateway_request_id=reply.gateway_request_id,
         upstream_model=reply.upstream_model,
         finish_reason_raw=finish_reason,
-        ratelimit_remaining=reply.ratelimit_remaining,
-        ratelimit_reset_s=reply.ratelimit_reset_s,
+        ratelimit=reply.ratelimit,
     )
 
 

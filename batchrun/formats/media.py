@@ -40,8 +40,7 @@ def media_answer(reply: Reply, usage: Usage, **fields: Any) -> Answer:
         latency_s=reply.latency_s,
         http_status=reply.http_status,
         gateway_request_id=reply.gateway_request_id,
-        ratelimit_remaining=reply.ratelimit_remaining,
-        ratelimit_reset_s=reply.ratelimit_reset_s,
+        ratelimit=reply.ratelimit,
         **fields,
     )
 

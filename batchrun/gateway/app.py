@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-import time
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -71,7 +70,7 @@ class Gateway:
         self.stats = GatewayStats()
         self._random = random.Random(self.settings.seed)
         self._ids = RequestIds()
-        self._limits = build_limits(self.settings)
+        self.limits = build_limits(self.settings)
         self._endpoints = Endpoints(self.settings)
         self._routes: dict[AbstractRoute, Route] = {}
         self._batches = (
@@ -147,10 +146,16 @@ class Gateway:
 
     def _generate_with(self, fmt: ApiFormat) -> Handler:
         async def generate(request: web.Request) -> web.StreamResponse:
-            admitted = await self._admit(request, fmt)
-            if isinstance(admitted, web.StreamResponse):
-                return admitted
-            return await fmt.respond(admitted)
+            response: web.StreamResponse | None = None
+            try:
+                admitted = await self._admit(request, fmt)
+                if isinstance(admitted, web.StreamResponse):
+                    response = admitted
+                else:
+                    response = await fmt.respond(admitted)
+                return response
+            finally:
+                self.limits.finish(request, response)
 
         generate.__doc__ = f"``POST {fmt.path}``: the {fmt.name} API."
         return generate
@@ -169,23 +174,15 @@ class Gateway:
         ctx = FaultContext(request_id=request_id, model=model, authorization=authorization)
         if not self.settings.serves(model):
             return REFUSALS["S09b"](ctx)
-        limited = self._rate_limited(model, ctx)
+        limited = self.limits.admit(request, body, model, ctx)
         if limited is not None:
+            self.stats.rate_limited += 1
             return limited
         scenario = self._scenario(request, model)
         if scenario is not None and scenario not in SCENARIOS:
             return unknown_scenario(scenario)
         call = Call(request, body, model, request_id, scenario, self.settings)
         return await self._wait_or_fault(call, ctx)
-
-    def _rate_limited(self, model: str, ctx: FaultContext) -> web.Response | None:
-        now = time.monotonic()
-        for limit in self._limits:
-            refusal = limit.refuse(model, ctx, now)
-            if refusal is not None:
-                self.stats.rate_limited += 1
-                return refusal
-        return None
 
     async def _wait_or_fault(self, call: Call, ctx: FaultContext) -> web.StreamResponse | Call:
         """After the model's latency: the scenario's refusal, if it replaces the answer."""

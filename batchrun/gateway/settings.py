@@ -18,6 +18,7 @@ DEFAULT_MODELS = (
 )  # fmt: skip
 
 UnknownModels = Literal["refuse", "serve"]
+RatelimitDialect = Literal["oneapi", "openai", "litellm", "litellm-key", "anthropic"]
 
 
 @dataclass
@@ -66,6 +67,17 @@ class GatewaySettings:
     rate_limit_style: str = "S10"
     rate_limit_burst_s: float | None = None
     ratelimit_headers: bool = False
+    # Tokens a minute per model, each request charged its prompt plus max_tokens.
+    model_tpm: dict[str, float] = field(default_factory=dict)
+    # The sliding (or, for LiteLLM, fixed) window the per-minute limits are counted over.
+    rate_limit_window_s: float = 60.0
+    # How the limits are worded (``limits.py``): oneapi | openai | litellm | litellm-key |
+    # anthropic; a request may ask for another with the header ``X-Sim-Ratelimit``.
+    ratelimit_dialect: RatelimitDialect = "oneapi"
+    # The wait LiteLLM's 429s advise, whatever the window says.
+    rate_limit_retry_after_s: float = 60.0
+    # The key's requests in flight at most (LiteLLM's max_parallel_requests); None: no limit.
+    max_parallel: int | None = None
     stream_chunk_ms: float = 0.0
     stall_s: float = 2.0
     models_shape: str = "oneapi"  # oneapi | newapi | newapi2026 | missing (404, no list)
