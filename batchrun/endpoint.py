@@ -33,6 +33,12 @@ async def gateway_url(job: Job) -> AsyncIterator[str]:
             accuracy=dict(mock.accuracy),
             stream_chunk_ms=mock.stream_chunk_ms,
             fault_rates=dict(mock.faults),
+            ratelimit_dialect=mock.ratelimit_dialect,
+            key_rpm=mock.key_rpm,
+            model_rpm=dict(mock.model_rpm),
+            model_tpm=dict(mock.model_tpm),
+            rate_limit_window_s=mock.rate_limit_window_s,
+            max_parallel=mock.max_parallel,
             seed=mock.seed,
             batches=BatchSettings(**mock.batches.model_dump()) if mock.batches else None,
         )

@@ -8,7 +8,7 @@ variable that is a variable's *name*, and no key among the headers.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     Discriminator,
@@ -67,6 +67,18 @@ class MockSettings(JobSection):
     (`batchrun gateway --help` lists every scenario)."""
     batches: MockBatches | None = None
     """Serve the batch APIs, with these delays and faults (off when absent)."""
+    ratelimit_dialect: Literal["oneapi", "openai", "litellm", "litellm-key", "anthropic"] = "oneapi"
+    """How the gateway speaks of its rate limits: one-api's 429s, or another gateway's headers."""
+    key_rpm: Annotated[float, Field(gt=0, le=1e9)] | None = None
+    """Requests per minute the gateway allows the key."""
+    model_rpm: dict[str, Annotated[float, Field(gt=0, le=1e9)]] = {}
+    """Requests per minute the gateway allows each model."""
+    model_tpm: dict[str, Annotated[float, Field(gt=0, le=1e12)]] = {}
+    """Tokens per minute the gateway allows each model."""
+    rate_limit_window_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    """The window the gateway counts its limits over, in seconds."""
+    max_parallel: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    """Requests the gateway lets the key have in flight at once."""
 
     @field_validator("faults")
     @classmethod

@@ -135,3 +135,23 @@ def test_max_parallel_429s_cap_requests_in_flight_and_wait_no_minute(start_gatew
     gw = start_gateway(max_parallel=3, latency_ms=100)
     _, seconds = run_job(gw, 24, models=["model-a"], limits={"concurrency": 12})
     assert seconds < 10
+
+
+def test_a_mock_job_chooses_its_gateway_dialect() -> None:
+    """`provider: mock` sets the built-in gateway's dialect and limits: OpenAI headers at
+    60 rpm on a 1 s window are paced, every row ends ok and none met a 429."""
+    mock = {
+        "mock": {
+            "ratelimit_dialect": "openai",
+            "model_rpm": {"model-a": 600},
+            "rate_limit_window_s": 1,
+        }
+    }
+    make_prompts(Path("prompts.parquet"), 12)
+    job = job_dict("http://unused", provider=mock, models=["model-a"])
+    write_job(Path("job.yaml"), job)
+    result = invoke("run", "job.yaml", "--json")
+    assert result.exit_code == 0, result.output
+    frame = pl.read_parquet("out/results.parquet")
+    assert frame.height == 12 and set(frame["status"]) == {"ok"}
+    assert json.loads(result.stdout)["models"][0]["rate_limited"] == 0
