@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 # list round trips, and at least the minimum, holds the other requests back no longer.
 PROBE_GRACE_FACTOR = 3.0
 PROBE_GRACE_MIN_S = 0.05
+NO_LIST_PROBE_GRACE_S = 5.0
 
 
 class Ui(Protocol):
@@ -255,6 +256,11 @@ class Run:
             # balance before calling upstream, so a probe still out after a few list
             # round trips is being answered: nobody need wait for it.
             limiter.trust(max(PROBE_GRACE_MIN_S, PROBE_GRACE_FACTOR * round_trip))
+        else:
+            # No list to prove the key: refusals still come back quickly, so a probe out
+            # for half a timeout (at most a few seconds) is being answered, or never will
+            # be. Either way the others need not wait for it one at a time.
+            limiter.trust(min(NO_LIST_PROBE_GRACE_S, self.prepared.job.limits.timeout_s / 2))
         todo = dict(self.todo)
         await report_balance(client, estimated_cost(self.prepared, todo)[1], self.ui.notify)
 

@@ -324,3 +324,50 @@ def test_models_and_balance_check_base_url_like_a_job(url: str) -> None:
         assert result.exit_code == 2, (command, result.output)
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
         assert "--base-url" in result.stderr and "pw" not in result.stderr
+
+
+def test_a_gateway_that_never_answers_is_not_sent_to_one_at_a_time() -> None:
+    """With no model list and no answers, requests still go out in parallel and time out
+    together: the run ends in a few timeouts, not one timeout per row (issue 15)."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    state = {"in_flight": 0, "most": 0}
+    lock = threading.Lock()
+
+    class Silent(BaseHTTPRequestHandler):
+        def _hang(self) -> None:
+            with lock:
+                state["in_flight"] += 1
+                state["most"] = max(state["most"], state["in_flight"])
+            time.sleep(3)
+            with lock:
+                state["in_flight"] -= 1
+
+        def do_GET(self) -> None:
+            self._hang()
+
+        def do_POST(self) -> None:
+            self._hang()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Silent)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        make_prompts(Path("prompts.parquet"), 8)
+        limits = {"concurrency": 8, "timeout_s": 1, "max_retries": 0, "backoff_base_s": 0.001}
+        write_job(Path("job.yaml"), job_dict(url, models=["model-a"], limits=limits))
+        started = time.monotonic()
+        result = invoke("run", "job.yaml", "--no-model-check")
+        took = time.monotonic() - started
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 1
+    assert state["most"] > 2  # more than the list request and one probe at a time
+    assert took < 6, took  # one at a time would take 8 timeouts and more
