@@ -20,6 +20,7 @@ import polars as pl
 
 from batchrun.errors import JobError
 from batchrun.magic import sniff
+from batchrun.wire import JsonObject
 
 if TYPE_CHECKING:
     from batchrun.config import Job
@@ -86,7 +87,7 @@ class MediaColumns:
         self, messages: list[Any], row: dict[str, Any], prompt_id: str, base: Path = Path()
     ) -> None:
         """Add the row's audio (read from ``base`` if relative) and documents to its last turn."""
-        parts: list[dict[str, Any]] = []
+        parts: list[JsonObject] = []
         if self.audio is not None:
             parts.append(audio_part(row[self.audio], prompt_id, base))
         if self.documents is not None:
@@ -104,7 +105,7 @@ class MediaColumns:
                 return
 
 
-def audio_part(source: Any, prompt_id: str, base: Path = Path()) -> dict[str, Any]:
+def audio_part(source: Any, prompt_id: str, base: Path = Path()) -> JsonObject:
     """An ``input_audio`` part with the file's bytes; a ``JobError`` for a bad file.
 
     A relative path is read from ``base`` (the input data's folder).

@@ -29,6 +29,7 @@ from batchrun.magic import sniff
 from batchrun.media_input import MediaColumns
 from batchrun.record import Request as Request  # moved: the record owns it
 from batchrun.templates import PromptTemplate
+from batchrun.wire import JsonObject
 
 PROMPT_COLUMN = "prompt"
 MESSAGES_COLUMN = "messages"
@@ -48,14 +49,14 @@ class PlannedModel:
     index: int
     name: str
     model_id: str
-    params: dict[str, Any]
+    params: JsonObject  # the request body fields, as sent
     max_output_tokens: int
     key_prefix: bytes
     encode: Encoder
     stream: bool = False
     api: Api = "chat"
     path: str = "chat/completions"
-    response_schema: dict[str, Any] | None = None
+    response_schema: JsonObject | None = None
     content_type: str | None = None
 
     def body(self, messages_json: bytes) -> bytes:
@@ -172,7 +173,7 @@ def request_key(key_prefix: bytes, prompt_id: str, messages_json: bytes, sample:
 def plan_model(
     index: int,
     spec: ModelSpec,
-    job_params: dict[str, Any],
+    job_params: JsonObject,
     stream: bool = False,
     api: Api = "chat",
     with_images: bool = False,
@@ -214,7 +215,7 @@ def plan_model(
     )
 
 
-def _encoder(format: Format, index: int, spec: ModelSpec, params: dict[str, Any]) -> Encoder:
+def _encoder(format: Format, index: int, spec: ModelSpec, params: JsonObject) -> Encoder:
     """The model's body builder; a parameter its format cannot serve is the model's error."""
     try:
         return format.encoder(spec.id, params)
@@ -222,7 +223,7 @@ def _encoder(format: Format, index: int, spec: ModelSpec, params: dict[str, Any]
         raise JobError(f"{spec.name}: {exc.message}", field=f"models[{index}].params") from None
 
 
-def _response_schema(response_format: Any) -> dict[str, Any] | None:
+def _response_schema(response_format: Any) -> JsonObject | None:
     """The JSON Schema a structured-output request asks for ({} for plain JSON mode)."""
     if not isinstance(response_format, dict):
         return None
@@ -282,7 +283,7 @@ def image_urls(source: Any, prompt_id: str, base: Path) -> tuple[str, str] | Non
 
 def with_image(messages: list[Any], url: str, detail: str | None) -> list[Any]:
     """``messages`` with the last user turn as text plus the image at ``url`` (a copy)."""
-    image: dict[str, Any] = {"url": url}
+    image: JsonObject = {"url": url}
     if detail:
         image["detail"] = detail
     changed = [dict(message) for message in messages]

@@ -27,6 +27,7 @@ from batchrun.formats.media import media_answer
 from batchrun.formats.video import TaskState, VideoFormat
 from batchrun.pending import PendingWork
 from batchrun.record import Answer, Request
+from batchrun.wire import JsonObject
 
 POLL_FIRST_S = 0.25
 POLL_MAX_S = 15.0
@@ -83,7 +84,7 @@ class VideoTasks:
             response_id=task_id,
         )
 
-    async def _submit(self, request: Request, format: VideoFormat) -> dict[str, Any]:
+    async def _submit(self, request: Request, format: VideoFormat) -> JsonObject:
         model = request.model
         response = await self._client.exchange(format.api, "POST", model.path, request.body)
         payload = answer_payload(response.status, response.headers, response.body, self._secrets)

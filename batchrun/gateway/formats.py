@@ -21,6 +21,7 @@ from batchrun.gateway.call import ApiFormat, Call, json_response, last_user, tur
 from batchrun.gateway.chat import ChatFormat
 from batchrun.gateway.replies import answer, count_tokens
 from batchrun.gateway.responses import ResponsesFormat
+from batchrun.wire import JsonObject
 
 EMBEDDING_DIMENSIONS = 16
 
@@ -39,11 +40,11 @@ class MessagesFormat:
     name = "messages"
     path = "/v1/messages"
 
-    def model_of(self, request: web.Request, body: dict[str, Any]) -> object:
+    def model_of(self, request: web.Request, body: JsonObject) -> object:
         """The body's ``model``."""
         return body.get("model")
 
-    def texts(self, body: dict[str, Any]) -> tuple[str, str]:
+    def texts(self, body: JsonObject) -> tuple[str, str]:
         """The messages' text and the last user message's."""
         turns = turns_of(body.get("messages"))
         prompt = "\n".join(text for _, text in turns)
@@ -79,11 +80,11 @@ class GeminiFormat:
     name = "gemini"
     path = "/v1beta/models/{model}:generateContent"
 
-    def model_of(self, request: web.Request, body: dict[str, Any]) -> object:
+    def model_of(self, request: web.Request, body: JsonObject) -> object:
         """The model in the path."""
         return request.match_info.get("model")
 
-    def texts(self, body: dict[str, Any]) -> tuple[str, str]:
+    def texts(self, body: JsonObject) -> tuple[str, str]:
         """The text of the contents' parts and of the last user turn."""
         turns = [
             (c.get("role", "user"), " ".join(p.get("text", "") for p in c.get("parts", [])))
@@ -132,11 +133,11 @@ class EmbeddingsFormat:
     name = "embeddings"
     path = "/v1/embeddings"
 
-    def model_of(self, request: web.Request, body: dict[str, Any]) -> object:
+    def model_of(self, request: web.Request, body: JsonObject) -> object:
         """The body's ``model``."""
         return body.get("model")
 
-    def texts(self, body: dict[str, Any]) -> tuple[str, str]:
+    def texts(self, body: JsonObject) -> tuple[str, str]:
         """All inputs joined, twice (there is no conversation)."""
         text = " ".join(_inputs(body.get("input")))
         return text, text

@@ -26,6 +26,7 @@ from batchrun.gateway.call import Call, json_response
 from batchrun.gateway.formats import GeminiFormat
 from batchrun.gateway.media import audio, png, spoken_text, wav
 from batchrun.gateway.replies import count_tokens, unit_hash
+from batchrun.wire import JsonObject
 
 FILES_PATH = "/sim-files"
 _WORD = re.compile(r"\w+")
@@ -37,7 +38,7 @@ async def read_body(request: web.Request) -> Any:
     None when it is neither.
     """
     if request.content_type == "multipart/form-data":
-        form: dict[str, Any] = {}
+        form: JsonObject = {}
         async for part in await request.multipart():
             if not isinstance(part, BodyPartReader) or not part.name:
                 continue
@@ -61,17 +62,17 @@ class _Kind:
     name = ""
     path = ""
 
-    def model_of(self, request: web.Request, body: dict[str, Any]) -> object:
+    def model_of(self, request: web.Request, body: JsonObject) -> object:
         """The body's ``model``."""
         return body.get("model")
 
-    def texts(self, body: dict[str, Any]) -> tuple[str, str]:
+    def texts(self, body: JsonObject) -> tuple[str, str]:
         """The prompt (or input, or query), twice: there is no conversation."""
         text = str(body.get("prompt") or body.get("input") or body.get("query") or "")
         return text, text
 
 
-def _image_item(call: Call, index: int, prompt: str) -> dict[str, Any]:
+def _image_item(call: Call, index: int, prompt: str) -> JsonObject:
     uploads = call.body.get("image") or call.body.get("image[]") or []
     given = hashlib.sha256(b"".join(u["data"] for u in uploads)).hexdigest() if uploads else ""
     seed = f"{call.model}\x00{prompt}\x00{index}\x00{given}"

@@ -43,7 +43,6 @@ import collections
 import datetime
 import math
 import time
-from typing import Any
 
 from aiohttp import web
 
@@ -58,6 +57,7 @@ from batchrun.gateway.counters import (
 from batchrun.gateway.refusals import REFUSALS, FaultContext
 from batchrun.gateway.replies import count_tokens
 from batchrun.gateway.settings import GatewaySettings
+from batchrun.wire import JsonObject
 
 __all__ = ["DIALECT_HEADER", "Counter", "GatewayLimits", "build_limits", "retry_after_429"]
 
@@ -96,7 +96,7 @@ def rfc3339(seconds_from_now: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def charged_tokens(body: dict[str, Any]) -> float:
+def charged_tokens(body: JsonObject) -> float:
     """What a request costs against a token limit: its prompt (as usage counts it) + max_tokens."""
     messages = body.get("messages") or []
     prompt = "\n".join(text for _, text in turns_of(messages))
@@ -131,7 +131,7 @@ class GatewayLimits:
         return bool(self.key or self.models or self.tokens or self.settings.max_parallel)
 
     def admit(
-        self, request: web.Request, body: dict[str, Any], model: str, ctx: FaultContext
+        self, request: web.Request, body: JsonObject, model: str, ctx: FaultContext
     ) -> web.Response | None:
         """None if the request may pass (and is counted), else the 429 its dialect sends."""
         if not self.active:
