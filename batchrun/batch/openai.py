@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 
-import aiohttp
-
 from batchrun.batch.api import (
     BatchState,
     Listed,
@@ -21,6 +19,7 @@ from batchrun.batch.api import (
 )
 from batchrun.batch.lines import Chunk, openai_url
 from batchrun.batch.transport import BatchHttp
+from batchrun.formats.media import multipart
 from batchrun.plan import PlannedModel
 from batchrun.wire import JsonObject
 
@@ -68,10 +67,9 @@ class OpenAIBatches:
 
     async def submit(self, chunk: Chunk, model: PlannedModel, submission: str) -> str:
         """Upload the lines, create the batch; its id."""
-        form = aiohttp.FormData()
-        form.add_field("purpose", "batch")
-        form.add_field(
-            "file", chunk.jsonl(), filename="batchrun.jsonl", content_type="application/jsonl"
+        form = multipart(
+            {"purpose": "batch"},
+            [("file", "batchrun.jsonl", "application/jsonl", chunk.jsonl())],
         )
         reply = await self.http.call("POST", "files", form=form)
         uploaded = reply.json()

@@ -1,8 +1,9 @@
-"""The HTTP side of the batch lifecycles: one aiohttp session on the job's base URL.
+"""The HTTP side of the batch lifecycles, over the client's one transport.
 
 ``BatchHttp.call`` promises a ``Reply`` (status and body) for any answer,
 and a ``ConnectionFailure`` (key redacted) when the provider cannot be
-reached; the lifecycles decide what each status means.
+reached; the lifecycles decide what each status means. The network is
+``batchrun.transport``'s, where aiohttp's errors become batchrun's.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-import aiohttp
 import yarl
 
 from batchrun import __version__
-from batchrun.errors import ConnectionFailure
+from batchrun.errors import ConnectionFailure, TimeoutFailure
+from batchrun.formats.media import MULTIPART_TYPE
 from batchrun.formats.messages import ANTHROPIC_VERSION
 from batchrun.redact import redact
+from batchrun.transport import AiohttpTransport, HttpRequest
 
 
 class Reply(NamedTuple):
@@ -53,25 +55,28 @@ class BatchHttp:
     ) -> None:
         self.base = yarl.URL(base_url.rstrip("/") + "/")
         self.secrets = [api_key] if api_key else []
-        headers = {"User-Agent": f"batchrun/{__version__}", **(extra_headers or {})}
+        headers = dict(extra_headers or {})
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
             headers["x-api-key"] = api_key
         headers["anthropic-version"] = ANTHROPIC_VERSION
+        # The key goes with each request, never in the session: a redirect to another
+        # origin leaves it behind (the transport's rule).
         self._headers = headers
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._session: aiohttp.ClientSession | None = None
+        self._transport = AiohttpTransport(
+            timeout_s=timeout_s,
+            idle_timeout_s=timeout_s,
+            headers={"User-Agent": f"batchrun/{__version__}"},
+            max_connections=8,
+            secrets=self.secrets,
+        )
 
     async def __aenter__(self) -> BatchHttp:
-        self._session = aiohttp.ClientSession(
-            headers=self._headers, timeout=self._timeout, cookie_jar=aiohttp.DummyCookieJar()
-        )
+        await self._transport.__aenter__()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._transport.__aexit__(*exc_info)
 
     def url(self, path: str) -> yarl.URL:
         """``path`` relative to the base URL, or as is when absolute (a ``results_url``)."""
@@ -85,20 +90,20 @@ class BatchHttp:
         path: str,
         *,
         body: bytes | None = None,
-        form: aiohttp.FormData | None = None,
+        form: bytes | None = None,
     ) -> Reply:
-        """Send one request; its status and body."""
-        assert self._session is not None, "use BatchHttp as an async context manager"
+        """Send one request (a JSON ``body`` or a multipart ``form``); its status and body."""
         url = self.url(path)
-        headers = {"Content-Type": "application/json"} if body is not None else None
+        headers = dict(self._headers)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        elif form is not None:
+            headers["Content-Type"] = MULTIPART_TYPE
+        request = HttpRequest(method, url, headers, form if form is not None else body)
         try:
-            async with self._session.request(
-                method, url, data=form if form is not None else body, headers=headers
-            ) as response:
-                return Reply(response.status, await response.read())
-        except TimeoutError:
+            response = await self._transport.send(request)
+        except TimeoutFailure:
             raise ConnectionFailure(f"no answer from {method} {url} in time") from None
-        except aiohttp.ClientError as exc:
-            raise ConnectionFailure(
-                redact(f"cannot reach {method} {url}: {exc}", self.secrets)
-            ) from None
+        except ConnectionFailure as exc:
+            raise ConnectionFailure(f"cannot reach {method} {url}: {exc.message}") from None
+        return Reply(response.status, response.body)
