@@ -39,6 +39,7 @@ from batchrun.params import (
     Seconds,
     check_model_id,
     check_params,
+    check_share_url,
 )
 from batchrun.providers import HttpProvider, MockProvider, MockSettings, Provider
 from batchrun.redact import excerpt, register
@@ -146,6 +147,8 @@ class Limits(_Strict):
     budget_usd: PositiveFloat | None = None
     stream_idle_timeout_s: Seconds = 60.0
     max_prompt_chars: Annotated[int, Field(gt=0, le=MAX_PROMPT_CHARS)] = DEFAULT_MAX_PROMPT_CHARS
+    # A Redis URL: every process on this base URL and key shares the limits above.
+    share: Annotated[str, AfterValidator(check_share_url)] | None = None
 
 
 class OutputSpec(_Strict):

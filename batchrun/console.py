@@ -179,6 +179,7 @@ def report_json(report: RunReport, manifest: str) -> str:
         "errors": report.errors,
         "scores": report.scores,
         "exit_reason": report.exit_reason,
+        "share_wait_s": report.share_wait_s,
     }
     return redact(json.dumps(payload, default=str, indent=2))
 

@@ -37,6 +37,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 Clock = Callable[[], float]
 
@@ -377,14 +378,36 @@ class Scope:
         return self.adaptive.per_minute if self.adaptive is not None else None
 
 
+class Shared(Protocol):
+    """Limits kept outside this process (``limits.share``), taken after the local ones."""
+
+    async def acquire(self, model: str, tokens: float) -> str:
+        """Wait for a shared place and slot for one request of ``model``; its lease."""
+        ...
+
+    def release(self, lease: str) -> None:
+        """Give the lease back."""
+
+    def limited(self, model: str, retry_after: float | None, learned_rpm: float | None) -> None:
+        """Tell the other processes of a 429 (the pause asked for, the pace learned)."""
+
+
 class Permit:
     """One request's hold on its scopes; report how it went, then release it."""
 
-    __slots__ = ("_estimated", "_scopes")
+    __slots__ = ("_estimated", "_lease", "_scopes", "_shared")
 
-    def __init__(self, scopes: tuple[Scope, Scope], estimated_tokens: float) -> None:
+    def __init__(
+        self,
+        scopes: tuple[Scope, Scope],
+        estimated_tokens: float,
+        shared: Shared | None = None,
+        lease: str = "",
+    ) -> None:
         self._scopes = scopes
         self._estimated = estimated_tokens
+        self._shared = shared
+        self._lease = lease
 
     def succeeded(
         self,
@@ -403,12 +426,17 @@ class Permit:
         """The request met a 429."""
         for scope in self._scopes:
             scope.limited(retry_after)
+        if self._shared is not None:
+            model = self._scopes[-1]
+            self._shared.limited(model.name, retry_after, model.pace_per_minute)
 
     def release(self) -> None:
-        """Give the places in both windows back."""
+        """Give the places in both windows (and a shared lease) back."""
         key, model = self._scopes
         key.window.release()
         model.window.release()
+        if self._shared is not None:
+            self._shared.release(self._lease)
 
 
 class Limiter:
@@ -420,8 +448,10 @@ class Limiter:
         models: dict[str, ScopeLimits],
         clock: Clock = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        shared: Shared | None = None,
     ) -> None:
         self._clock = clock
+        self.shared = shared
         self.key = Scope("key", key, clock, initial=min(len(models), _KEY_PROBES))
         self.models = {name: Scope(name, lim, clock) for name, lim in models.items()}
         self._sleep = sleep
@@ -433,6 +463,8 @@ class Limiter:
         """
         scope = self.models[model]
         key = self.key
+        if self.shared is not None:
+            return None
         if not (scope.unpaced() and key.unpaced() and scope.window.try_take()):
             return None
         if not key.window.try_take():
@@ -468,6 +500,9 @@ class Limiter:
             raise
         try:
             await self._wait(self.key, estimated_tokens)
+            if self.shared is not None:
+                lease = await self.shared.acquire(model, estimated_tokens)
+                return Permit((self.key, scope), estimated_tokens, self.shared, lease)
         except BaseException:
             self.key.window.release()
             scope.window.release()

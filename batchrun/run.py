@@ -25,7 +25,7 @@ from batchrun.config import Job, LoadedJob
 from batchrun.endpoint import open_client
 from batchrun.errors import JobError
 from batchrun.finishing import output_finisher, score_means
-from batchrun.limits import Limiter, ScopeLimits
+from batchrun.limits import Limiter, ScopeLimits, Shared
 from batchrun.lock import RunLock
 from batchrun.manifest import write_manifest
 from batchrun.plan import Request
@@ -35,6 +35,7 @@ from batchrun.progress import Progress
 from batchrun.queries import check_models, report_balance
 from batchrun.run_report import Ending, MaxFailures, OutputState, RunReport
 from batchrun.runner import RetryPolicy, Runner, RunOutcome
+from batchrun.shared_limits import shared_limits
 from batchrun.store import (
     Result,
     ResultSink,
@@ -111,6 +112,8 @@ class Run:
         self.shard_total = prepared.plan.total
         self._price_of = {m.name: prepared.prices.price_of(m) for m in job.models}
         self.paces: dict[str, float | None] = {}
+        # Seconds sending waited for an unreachable limits.share.
+        self.shared_wait_s = 0.0
         self._runner: Runner | None = None
         self._progress: Progress | None = None
 
@@ -192,7 +195,10 @@ class Run:
             self.ui.notify(
                 f"warning: no price for {', '.join(unpriced)}: their cost_usd stays empty"
             )
-        limiter = build_limiter(job)
+        shared = shared_limits(job, self.prepared.base_url, self.prepared.api_key)
+        if shared is not None and self.pending:
+            await shared.connect()
+        limiter = build_limiter(job, shared if self.pending else None)
         self.paces = {}
         self._progress = self.ui.progress(self.pending, self.label)
         ticker = asyncio.create_task(self._flush_timer())
@@ -206,6 +212,9 @@ class Run:
             ticker.cancel()
             self._progress.close()
             self.flush()
+            if shared is not None and self.pending:
+                await shared.close()
+                self.shared_wait_s = shared.waited_s
         self.paces = {name: scope.pace_per_minute for name, scope in limiter.models.items()}
 
     async def _before_sending(self, client: GatewayClient, base_url: str, limiter: Limiter) -> None:
@@ -275,6 +284,11 @@ class Run:
             state = OutputState(*failure_counts(self.output))
         except OSError as exc:
             self.storage_failed(exc)
+        if self.shared_wait_s:
+            self.ui.notify(
+                f"limits.share: Redis was unreachable; sending waited {self.shared_wait_s:.1f} s "
+                "for it to come back"
+            )
         if dropped:
             self.ui.notify(
                 f"{len(dropped):,} rows made with settings the job no longer holds were "
@@ -302,6 +316,7 @@ class Run:
                 for kind, e in self.tally.errors.items()
             },
             scores=score_means(self.output) if state.rows else {},
+            share_wait_s=round(self.shared_wait_s, 3) if job.limits.share else None,
         )
 
     def _reason(self) -> str | None:
@@ -319,7 +334,7 @@ class Run:
         return rows
 
 
-def build_limiter(job: Job) -> Limiter:
+def build_limiter(job: Job, shared: Shared | None = None) -> Limiter:
     """The run's limits: the key's, and each model's under it (never above the key's)."""
     limits = job.limits
     key = ScopeLimits(limits.concurrency, limits.rpm, limits.tpm, adaptive=False)
@@ -332,7 +347,7 @@ def build_limiter(job: Job) -> Limiter:
         )
         for model in job.models
     }
-    return Limiter(key, models)
+    return Limiter(key, models, shared=shared)
 
 
 def _retry_policy(job: Job) -> RetryPolicy:

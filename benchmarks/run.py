@@ -55,7 +55,7 @@ def python_env(**extra: str) -> dict[str, str]:
 def warm_up() -> None:
     """Import everything once, so compiled bytecode is cached before anything is timed."""
     subprocess.run(
-        [sys.executable, "-c", "import batchrun.cli, batchrun.pipeline, batchrun.client"],
+        [sys.executable, "-c", "import batchrun.cli, batchrun.run, batchrun.client"],
         env=python_env(),
         check=True,
     )
@@ -195,9 +195,10 @@ def scale(base: Path, large: int) -> list[tuple[str, ...]]:
             rows.append((f"{prompts * 2:,} requests", f"{sent:,}", f"{wall:.1f}",
                          f"{peak / 1024:.0f}"))
         before = gateway_stats(url)["requests"]
-        rerun_wall, _, _, _ = timed(batchrun(job), env)
+        rerun_wall, _, rerun_peak, _ = timed(batchrun(job), env)
         rows.append(("rerun of the completed largest job",
-                     f"{gateway_stats(url)['requests'] - before:,}", f"{rerun_wall:.1f}", ""))
+                     f"{gateway_stats(url)['requests'] - before:,}", f"{rerun_wall:.1f}",
+                     f"{rerun_peak / 1024:.0f}"))
     small, big = sorted(peaks)
     rows.append(("peak RSS ratio largest / smallest", "", "", f"{peaks[big] / peaks[small]:.2f} x"))
     return rows

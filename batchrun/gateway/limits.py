@@ -30,20 +30,25 @@ class Counter(Protocol):
 
 
 class SlidingWindow:
-    """A sliding one-minute log of request times, as one-api's limiter keeps."""
+    """A sliding log of request times, as one-api's limiter keeps (one minute by default).
 
-    def __init__(self, per_minute: float) -> None:
-        self.limit = max(1, int(per_minute))
+    A shorter ``window_s`` allows ``per_minute`` scaled to it: 600 a minute over
+    5 s is 50 in any 5 s.
+    """
+
+    def __init__(self, per_minute: float, window_s: float = 60.0) -> None:
+        self.window_s = window_s
+        self.limit = max(1, int(per_minute * window_s / 60.0))
         self.times: collections.deque[float] = collections.deque()
 
     def wait_time(self, now: float) -> float:
         """0 if a request may pass now (and record it), else seconds until one may."""
-        while self.times and now - self.times[0] >= 60.0:
+        while self.times and now - self.times[0] >= self.window_s:
             self.times.popleft()
         if len(self.times) < self.limit:
             self.times.append(now)
             return 0.0
-        return 60.0 - (now - self.times[0])
+        return self.window_s - (now - self.times[0])
 
 
 class TokenBucket:
@@ -98,15 +103,17 @@ class OneApiLimit:
         model_rpm: dict[str, float],
         style: str = "S10",
         burst_s: float | None = None,
+        window_s: float = 60.0,
     ) -> None:
         self.style = style
         self.burst_s = burst_s
+        self.window_s = window_s
         self.key = self._counter(key_rpm) if key_rpm is not None else None
         self.models = {model: self._counter(rpm) for model, rpm in model_rpm.items()}
 
     def _counter(self, per_minute: float) -> Counter:
         if self.burst_s is None:
-            return SlidingWindow(per_minute)
+            return SlidingWindow(per_minute, self.window_s)
         return TokenBucket(per_minute, self.burst_s)
 
     def refuse(self, model: str, ctx: FaultContext, now: float) -> web.Response | None:
@@ -132,6 +139,7 @@ def build_limits(settings: GatewaySettings) -> list[RateLimit]:
                 settings.model_rpm,
                 settings.rate_limit_style,
                 settings.rate_limit_burst_s,
+                settings.rate_limit_window_s,
             )
         )
     return limits

@@ -39,6 +39,7 @@ class GatewaySettings:
     model_rpm: dict[str, float] = field(default_factory=dict)
     rate_limit_style: str = "S10"
     rate_limit_burst_s: float | None = None
+    rate_limit_window_s: float = 60.0  # the sliding window rpm is counted over
     ratelimit_headers: bool = False
     stream_chunk_ms: float = 0.0
     stall_s: float = 2.0
