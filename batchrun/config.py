@@ -30,6 +30,7 @@ from pydantic import (
 from batchrun.describe import describe
 from batchrun.envsubst import interpolate
 from batchrun.errors import JobError
+from batchrun.objstore import is_remote
 from batchrun.params import (
     DEFAULT_MAX_PROMPT_CHARS,
     MAX_PROMPT_CHARS,
@@ -157,6 +158,9 @@ class OutputSpec(_Strict):
     path: Annotated[str, Field(min_length=1)]
     flush_every: Annotated[int, Field(gt=0, le=10_000_000)] = 5000
     flush_seconds: Seconds = 10.0
+    # For an s3:// gs:// az:// path: the local folder of parts and the local copy
+    # (default: .batchrun-cache beside the job file).
+    local_dir: str | None = None
 
     @field_validator("path")
     @classmethod
@@ -370,6 +374,8 @@ def rebase(job: Job, folder: Path) -> Job:
     """
 
     def under(value: str) -> str:
+        if is_remote(value):
+            return value
         expanded = Path(value).expanduser()
         if expanded.is_absolute():
             return str(expanded)
@@ -378,7 +384,12 @@ def rebase(job: Job, folder: Path) -> Job:
 
     update: dict[str, Any] = {
         "input": job.input.model_copy(update={"path": under(job.input.path)}),
-        "output": job.output.model_copy(update={"path": under(job.output.path)}),
+        "output": job.output.model_copy(
+            update={
+                "path": under(job.output.path),
+                "local_dir": under(job.output.local_dir) if job.output.local_dir else None,
+            }
+        ),
     }
     if job.prices_file is not None:
         update["prices_file"] = under(job.prices_file)

@@ -26,6 +26,7 @@ _ALLOWED: tuple[tuple[str, ...], ...] = (
     ("provider", "headers", "*"),
     ("input", "path"),
     ("output", "path"),
+    ("output", "local_dir"),
     ("limits", "share"),
     ("prices_file",),
 )

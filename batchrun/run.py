@@ -33,9 +33,10 @@ from batchrun.prepare import Prepared
 from batchrun.pricing import cost_usd
 from batchrun.progress import Progress
 from batchrun.queries import check_models, report_balance
+from batchrun.remote import publish, remote_output
 from batchrun.run_report import Ending, MaxFailures, OutputState, RunReport
 from batchrun.runner import RetryPolicy, Runner, RunOutcome
-from batchrun.shared_limits import shared_limits
+from batchrun.shared_limits import open_shared
 from batchrun.store import (
     Result,
     ResultSink,
@@ -112,8 +113,7 @@ class Run:
         self.shard_total = prepared.plan.total
         self._price_of = {m.name: prepared.prices.price_of(m) for m in job.models}
         self.paces: dict[str, float | None] = {}
-        # Seconds sending waited for an unreachable limits.share.
-        self.shared_wait_s = 0.0
+        self.shared_wait_s = 0.0  # sending waited this long for an unreachable limits.share
         self._runner: Runner | None = None
         self._progress: Progress | None = None
 
@@ -195,10 +195,8 @@ class Run:
             self.ui.notify(
                 f"warning: no price for {', '.join(unpriced)}: their cost_usd stays empty"
             )
-        shared = shared_limits(job, self.prepared.base_url, self.prepared.api_key)
-        if shared is not None and self.pending:
-            await shared.connect()
-        limiter = build_limiter(job, shared if self.pending else None)
+        shared = await open_shared(job, self.prepared.base_url, self.prepared.api_key, self.pending)
+        limiter = build_limiter(job, shared)
         self.paces = {}
         self._progress = self.ui.progress(self.pending, self.label)
         ticker = asyncio.create_task(self._flush_timer())
@@ -212,9 +210,8 @@ class Run:
             ticker.cancel()
             self._progress.close()
             self.flush()
-            if shared is not None and self.pending:
-                await shared.close()
-                self.shared_wait_s = shared.waited_s
+            if shared is not None:
+                self.shared_wait_s = await shared.close()
         self.paces = {name: scope.pace_per_minute for name, scope in limiter.models.items()}
 
     async def _before_sending(self, client: GatewayClient, base_url: str, limiter: Limiter) -> None:
@@ -284,11 +281,6 @@ class Run:
             state = OutputState(*failure_counts(self.output))
         except OSError as exc:
             self.storage_failed(exc)
-        if self.shared_wait_s:
-            self.ui.notify(
-                f"limits.share: Redis was unreachable; sending waited {self.shared_wait_s:.1f} s "
-                "for it to come back"
-            )
         if dropped:
             self.ui.notify(
                 f"{len(dropped):,} rows made with settings the job no longer holds were "
@@ -373,7 +365,9 @@ async def execute(prepared: Prepared, options: RunOptions, ui: Ui) -> RunReport:
     lock.acquire(run_id)
     if lock.taken_over:
         ui.notify(f"warning: took over a lock left by a run that is gone ({lock.taken_over})")
+    remote = remote_output(prepared)
     try:
+        remote.open(run_id, ui.notify)
         if options.fresh:
             kept = set_aside(prepared.output, prepared.plan.prompts)
             if kept is not None:
@@ -390,8 +384,10 @@ async def execute(prepared: Prepared, options: RunOptions, ui: Ui) -> RunReport:
             report.signal = next(j.signal for j in judges if j.signal is not None)
             report.ending = Ending.INTERRUPTED
         write_manifest(report)
+        publish(remote, report, ui.notify)
         return report
     finally:
+        remote.close()
         lock.release()
 
 
@@ -400,6 +396,7 @@ async def _judge(run: Run, reports: list[RunReport], judged: dict[str, Path]) ->
     prepared = run.prepared
     job = prepared.job
     from batchrun.judge import judge_output, judge_plan
+    from batchrun.labelled import Labelled
     from batchrun.store import current_ok
 
     answers = current_ok(prepared.output, prepared.plan.prompts)
@@ -422,7 +419,7 @@ async def _judge(run: Run, reports: list[RunReport], judged: dict[str, Path]) ->
             fresh=run.options.fresh,
             grace_s=run.options.grace_s,
         )
-        report = await execute(judge, options, _Labelled(run.ui, f"judge {spec.name}"))
+        report = await execute(judge, options, Labelled(run.ui, f"judge {spec.name}"))
         reports.append(report)
         judged[spec.name] = judge.output
         if report.sent:
@@ -432,23 +429,6 @@ async def _judge(run: Run, reports: list[RunReport], judged: dict[str, Path]) ->
             )
         if report.ending is Ending.INTERRUPTED:
             return
-
-
-@dataclass
-class _Labelled:
-    """A ui whose progress displays carry a fixed label."""
-
-    inner: Ui
-    label: str
-
-    def notify(self, message: str) -> None:
-        self.inner.notify(message)
-
-    def progress(self, total: int, label: str) -> Progress:
-        return self.inner.progress(total, self.label)
-
-    def begin(self, run_id: str, description: str) -> None:
-        """A judge's run keeps the main run's id in the log."""
 
 
 def set_aside(output: Path, prompts: pl.DataFrame) -> Path | None:

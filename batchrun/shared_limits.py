@@ -179,6 +179,19 @@ def shared_limits(job: Job, base_url: str | None, api_key: str | None) -> Shared
     return SharedLimits(limits.share, key, models)
 
 
+async def open_shared(
+    job: Job, base_url: str | None, api_key: str | None, pending: int
+) -> SharedLimits | None:
+    """The job's shared limits, connected (``JobError`` if Redis is away); None if unshared.
+
+    Nothing to send needs no Redis: a rerun of a finished job runs without it.
+    """
+    shared = shared_limits(job, base_url, api_key) if pending else None
+    if shared is not None:
+        await shared.connect()
+    return shared
+
+
 def describe_url(url: str) -> str:
     """``url`` without a password, for messages."""
     parts = urlsplit(url)
@@ -224,8 +237,8 @@ class SharedLimits:
             ) from None
         self._renewer = asyncio.get_running_loop().create_task(self._renew_forever())
 
-    async def close(self) -> None:
-        """Stop renewing leases and close the connection."""
+    async def close(self) -> float:
+        """Stop renewing leases and close the connection; the seconds Redis was away."""
         if self._renewer is not None:
             self._renewer.cancel()
         if self._tasks:
@@ -234,6 +247,7 @@ class SharedLimits:
         for task in list(self._tasks):
             task.cancel()
         await self._client.aclose()
+        return self.waited_s
 
     async def acquire(self, model: str, tokens: float) -> str:
         """Wait for a shared concurrency place and a shared slot for one request; its lease."""
