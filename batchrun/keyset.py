@@ -17,27 +17,24 @@ from collections.abc import Iterator, Set
 import polars as pl
 
 _HALF = 16
+_SLICE = 65_536
 
 
 class KeySet(Set[str]):
     """Request keys, compact: sorted 64-bit halves plus the odd keys as strings."""
 
     def __init__(self, keys: pl.Series) -> None:
-        halves = pl.DataFrame(
-            {
-                "key": keys,
-                "hi": keys.str.slice(0, _HALF).str.to_integer(
-                    base=16, dtype=pl.UInt64, strict=False
-                ),
-                "lo": keys.str.slice(_HALF).str.to_integer(base=16, dtype=pl.UInt64, strict=False),
-            }
-        )
-        regular = (keys.str.len_bytes() == 2 * _HALF) & pl.col("hi").is_not_null()
-        regular = regular & pl.col("lo").is_not_null()
-        packed = halves.filter(regular).select("hi", "lo").unique().sort("hi", "lo")
+        hi = _half(keys.str.slice(0, _HALF))
+        lo = _half(keys.str.slice(_HALF))
+        regular = (keys.str.len_bytes() == 2 * _HALF) & hi.is_not_null() & lo.is_not_null()
+        # Sorted, then each key once (a hash-based unique() costs ten times the memory).
+        packed = pl.DataFrame({"hi": hi, "lo": lo}).filter(regular).sort("hi", "lo")
+        first = pl.int_range(pl.len()) == 0
+        changed = (pl.col("hi") != pl.col("hi").shift()) | (pl.col("lo") != pl.col("lo").shift())
+        packed = packed.filter(first | changed)
         self._hi = _to_array(packed.get_column("hi"))
         self._lo = _to_array(packed.get_column("lo"))
-        self._odd = set(halves.filter(~regular).get_column("key").unique().to_list())
+        self._odd = set(keys.filter(~regular).unique().to_list())
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
@@ -70,11 +67,8 @@ def _half(text: pl.Series) -> pl.Series:
 
 
 def _to_array(column: pl.Series) -> array[int]:
-    """A UInt64 column as an ``array('Q')``, copied from its buffer (no Python ints)."""
+    """A UInt64 column as an ``array('Q')``, a slice at a time (few Python ints at once)."""
     values = array("Q")
-    if column.len():
-        chunk = column.rechunk().to_arrow()
-        buffer = chunk.buffers()[1]
-        start = chunk.offset * 8
-        values.frombytes(memoryview(buffer)[start : start + 8 * len(chunk)])
+    for start in range(0, column.len(), _SLICE):
+        values.extend(column.slice(start, _SLICE).to_list())
     return values

@@ -395,6 +395,8 @@ async def _judge(run: Run, reports: list[RunReport], judged: dict[str, Path]) ->
     """Run each judge score over the ok answers (as jobs of their own, one after another)."""
     prepared = run.prepared
     job = prepared.job
+    if not any(s.grader == "judge" for s in job.scores):
+        return  # the ok answers are read only for a judge to grade
     from batchrun.judge import judge_output, judge_plan
     from batchrun.labelled import Labelled
     from batchrun.store import current_ok
