@@ -30,7 +30,7 @@ from pydantic import (
 from batchrun.describe import describe
 from batchrun.envsubst import interpolate
 from batchrun.errors import JobError
-from batchrun.objstore import is_remote
+from batchrun.jobpaths import rebase
 from batchrun.params import (
     DEFAULT_MAX_PROMPT_CHARS,
     MAX_PROMPT_CHARS,
@@ -148,7 +148,6 @@ class Limits(_Strict):
     budget_usd: PositiveFloat | None = None
     stream_idle_timeout_s: Seconds = 60.0
     max_prompt_chars: Annotated[int, Field(gt=0, le=MAX_PROMPT_CHARS)] = DEFAULT_MAX_PROMPT_CHARS
-    # A Redis URL: every process on this base URL and key shares the limits above.
     share: Annotated[str, AfterValidator(check_share_url)] | None = None
 
 
@@ -158,9 +157,7 @@ class OutputSpec(_Strict):
     path: Annotated[str, Field(min_length=1)]
     flush_every: Annotated[int, Field(gt=0, le=10_000_000)] = 5000
     flush_seconds: Seconds = 10.0
-    # For an s3:// gs:// az:// path: the local folder of parts and the local copy
-    # (default: .batchrun-cache beside the job file).
-    local_dir: str | None = None
+    local_dir: str | None = None  # parts and local copy of an object-storage output
 
     @field_validator("path")
     @classmethod
@@ -362,43 +359,6 @@ def load_job(path: str | Path, environ: Mapping[str, str] | None = None) -> Load
         sha256=hashlib.sha256(raw).hexdigest(),
         lines=field_lines(node),
     )
-
-
-def rebase(job: Job, folder: Path) -> Job:
-    """``job`` with its relative paths made relative to ``folder`` (the job file's).
-
-    A job then reads and writes the same files from whatever folder it is
-    run (cron runs in the home folder): ``input.path``, ``output.path``,
-    ``prices_file`` and ``provider.api_key_file``. Absolute paths and ``~``
-    are kept as they are.
-    """
-
-    def under(value: str) -> str:
-        if is_remote(value):
-            return value
-        expanded = Path(value).expanduser()
-        if expanded.is_absolute():
-            return str(expanded)
-        # normpath, not resolve(): "jobs/../results" reads "results", and links stay links.
-        return os.path.normpath(folder / expanded)
-
-    update: dict[str, Any] = {
-        "input": job.input.model_copy(update={"path": under(job.input.path)}),
-        "output": job.output.model_copy(
-            update={
-                "path": under(job.output.path),
-                "local_dir": under(job.output.local_dir) if job.output.local_dir else None,
-            }
-        ),
-    }
-    if job.prices_file is not None:
-        update["prices_file"] = under(job.prices_file)
-    provider = job.provider
-    if isinstance(provider, HttpProvider) and provider.api_key_file is not None:
-        update["provider"] = provider.model_copy(
-            update={"api_key_file": under(provider.api_key_file)}
-        )
-    return job.model_copy(update=update)
 
 
 def _register_secrets(data: dict[str, Any]) -> None:
