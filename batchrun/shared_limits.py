@@ -58,7 +58,7 @@ _BACKOFF_MIN_S = 0.05
 _BACKOFF_MAX_S = 2.0
 # Processes on several hosts wake and send with some jitter: the shared schedule keeps
 # this fraction of a declared rate, so two requests never fall in one gateway slot.
-_MARGIN = 0.98
+_MARGIN = 0.97
 _LOST = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 # KEYS: rpm schedule, tpm schedule, learned interval, pause (all in microseconds).
