@@ -59,7 +59,9 @@ _BACKOFF_MAX_S = 2.0
 # Processes on several hosts wake and send with some jitter: the shared schedule keeps
 # this fraction of a declared rate, so two requests never fall in one gateway slot.
 _MARGIN = 0.97
-_LOST = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+# Any Redis error mid-run is waited out like a lost connection (a restarting Redis answers
+# LOADING, scripts must be loaded again): sending holds, it never goes unlimited or crashes.
+_LOST = (RedisError, RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 # KEYS: rpm schedule, tpm schedule, learned interval, pause (all in microseconds).
 # ARGV: rpm interval, tpm interval, tokens, floor (the latest slot this client saw).
