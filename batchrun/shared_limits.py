@@ -59,34 +59,45 @@ _BACKOFF_MAX_S = 2.0
 # Processes on several hosts wake and send with some jitter: the shared schedule keeps
 # this fraction of a declared rate, so two requests never fall in one gateway slot.
 _MARGIN = 0.97
+# A slot woken up for later than this fraction of the rate's interval is taken again.
+_LATE_FRACTION = 0.5
+_SCHEDULE = ("rpm", "tpm", "learned", "pause")
 # Any Redis error mid-run is waited out like a lost connection (a restarting Redis answers
 # LOADING, scripts must be loaded again): sending holds, it never goes unlimited or crashes.
 _LOST = (RedisError, RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
-# KEYS: rpm schedule, tpm schedule, learned interval, pause (all in microseconds).
-# ARGV: rpm interval, tpm interval, tokens, floor (the latest slot this client saw).
-# Returns: {wait in µs, new end of schedule in µs}.
+# Both scopes (the model's, then the key's) in one step, so a slot is never held while the
+# other scope is asked. KEYS, per scope: rpm schedule, tpm schedule, learned interval, pause
+# (all in microseconds). ARGV: per scope rpm and tpm intervals; then tokens, and the floor
+# (the latest slot this client saw). Returns: {wait in µs, new end of schedule in µs}.
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local rpm_i = tonumber(ARGV[1])
-local tpm_i = tonumber(ARGV[2])
-local learned = tonumber(redis.call('GET', KEYS[3]) or '0')
-if learned > rpm_i then rpm_i = learned end
-local start = math.max(now, tonumber(ARGV[4]), tonumber(redis.call('GET', KEYS[4]) or '0'))
-start = math.max(start, tonumber(redis.call('GET', KEYS[1]) or '0'))
-start = math.max(start, tonumber(redis.call('GET', KEYS[2]) or '0'))
-local finish = start
-if rpm_i > 0 then
-  finish = start + rpm_i
-  local ttl = math.floor((finish - now) / 1000) + 60000
-  redis.call('SET', KEYS[1], string.format('%d', finish), 'PX', ttl)
+local start = math.max(now, tonumber(ARGV[6]))
+local intervals = {}
+for s = 0, 1 do
+  local rpm_i = tonumber(ARGV[s * 2 + 1])
+  local learned = tonumber(redis.call('GET', KEYS[s * 4 + 3]) or '0')
+  if learned > rpm_i then rpm_i = learned end
+  intervals[s * 2 + 1] = rpm_i
+  intervals[s * 2 + 2] = tonumber(ARGV[s * 2 + 2]) * tonumber(ARGV[5])
+  for k = 1, 4 do
+    if k ~= 3 then
+      start = math.max(start, tonumber(redis.call('GET', KEYS[s * 4 + k]) or '0'))
+    end
+  end
 end
-if tpm_i > 0 then
-  local tpm_end = start + tpm_i * tonumber(ARGV[3])
-  local ttl = math.floor((tpm_end - now) / 1000) + 60000
-  redis.call('SET', KEYS[2], string.format('%d', tpm_end), 'PX', ttl)
-  if tpm_end > finish then finish = tpm_end end
+local finish = start
+for s = 0, 1 do
+  for k = 1, 2 do
+    local interval = intervals[s * 2 + k]
+    if interval > 0 then
+      local ends = start + interval
+      local ttl = math.floor((ends - now) / 1000) + 60000
+      redis.call('SET', KEYS[s * 4 + k], string.format('%d', ends), 'PX', ttl)
+      if ends > finish then finish = ends end
+    end
+  end
 end
 return {string.format('%d', start - now), string.format('%d', finish)}
 """
@@ -263,26 +274,42 @@ class SharedLimits:
             pause = min(_POLL_MAX_S, pause * 2)
         self._held[lease] = model
         try:
-            for each in (scope, self.key):
-                await self._slot(each, tokens)
+            await self._slot(scope, tokens)
         except BaseException:
             self.release(lease)
             raise
         return lease
 
     async def _slot(self, scope: SharedScope, tokens: float) -> None:
-        """Reserve ``scope``'s next slot in Redis and sleep until it."""
-        keys = [scope.key(p) for p in ("rpm", "tpm", "learned", "pause")]
-        args = [
-            scope.interval_us(scope.rpm),
-            scope.interval_us(scope.tpm),
-            max(1, round(tokens)),
-            self._seen.get(scope.prefix, 0),
-        ]
-        wait_us, finish = await self._retrying(lambda: self._reserve(keys=keys, args=args))
-        self._seen[scope.prefix] = max(self._seen.get(scope.prefix, 0), int(finish))
-        if int(wait_us) > 0:
-            await asyncio.sleep(int(wait_us) / 1e6)
+        """Reserve the next slot of ``scope`` and the key in Redis, and sleep until it.
+
+        A slot woken up for too late (a busy host, a Redis that was away) is
+        given up and another taken, so late requests never bunch up beyond
+        the limit.
+        """
+        keys = [each.key(p) for each in (scope, self.key) for p in _SCHEDULE]
+        fastest = min(
+            (i for i in (scope.interval_us(scope.rpm), self.key.interval_us(self.key.rpm)) if i),
+            default=0,
+        )
+        late_s = _LATE_FRACTION * fastest / 1e6
+        floor = scope.prefix
+        while True:
+            args = [
+                scope.interval_us(scope.rpm),
+                scope.interval_us(scope.tpm),
+                self.key.interval_us(self.key.rpm),
+                self.key.interval_us(self.key.tpm),
+                max(1, round(tokens)),
+                self._seen.get(floor, 0),
+            ]
+            wait_us, finish = await self._retrying(partial(self._reserve, keys=keys, args=args))
+            due = time.monotonic() + int(wait_us) / 1e6
+            self._seen[floor] = max(self._seen.get(floor, 0), int(finish))
+            if int(wait_us) > 0:
+                await asyncio.sleep(int(wait_us) / 1e6)
+            if late_s <= 0 or time.monotonic() - due <= late_s:
+                return
 
     def release(self, lease: str) -> None:
         """Give a lease back (in the background; an unreachable Redis lets it expire)."""

@@ -232,3 +232,42 @@ def test_two_shards_on_one_key_meet_no_429_when_shared(
         assert all(s["share_wait_s"] == 0 for s in summaries)
     else:
         assert limited > 0
+
+
+def test_no_burst_when_redis_returns(redis_server: RedisServer, redis_url: str) -> None:
+    """Requests held while Redis was away go out on the shared schedule, not all at once.
+
+    1,200 rpm is one slot per ~51 ms: at most about 10 grants in the first half second
+    after Redis returns (the old code granted every held request there at once).
+    """
+    import threading
+
+    async def scenario() -> list[float]:
+        first, second = _limits(redis_url, rpm=1200), _limits(redis_url, rpm=1200)
+        await first.connect()
+        await second.connect()
+        started = time.monotonic()
+        back: list[float] = []
+        granted: list[float] = []
+
+        async def worker(limits: SharedLimits) -> None:
+            while time.monotonic() - started < 3.5:
+                lease = await limits.acquire("m", 1)
+                granted.append(time.monotonic())
+                limits.release(lease)
+
+        def outage() -> None:
+            time.sleep(1.0)
+            redis_server.stop()
+            time.sleep(1.0)
+            redis_server.start()
+            back.append(time.monotonic())
+
+        threading.Thread(target=outage).start()
+        await asyncio.gather(*(worker(limits) for limits in (first, second) for _ in range(8)))
+        await first.close()
+        await second.close()
+        return [t - back[0] for t in granted if t >= back[0]]
+
+    after = asyncio.run(scenario())
+    assert len([t for t in after if t < 0.5]) <= 12
