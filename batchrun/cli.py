@@ -9,6 +9,7 @@ aiohttp) are imported inside the commands so ``batchrun --help`` stays fast.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -69,7 +70,12 @@ def entry() -> None:
     is_flag=True,
     help="Start over: the earlier results are kept under another name, never deleted.",
 )
-@click.option("--shard", metavar="I/N", help="Run only slice I of N (0-based) of the requests.")
+@click.option(
+    "--shard",
+    metavar="I/N",
+    help="Run only slice I of N (0-based) of the requests; 'auto' reads the scheduler's "
+    "variables (JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID, BATCHRUN_SHARD_INDEX).",
+)
 @click.option(
     "--grace",
     default=10.0,
@@ -167,6 +173,13 @@ def _run_job(
 def _parse_shard(value: str | None) -> tuple[int, int] | None:
     if value is None:
         return None
+    if value == "auto":
+        from batchrun.shard_env import auto_shard
+
+        try:
+            return auto_shard(os.environ)
+        except ValueError as exc:
+            raise Failure(str(exc), EXIT_USAGE) from None
     try:
         index, count = (int(part) for part in value.split("/"))
     except ValueError:

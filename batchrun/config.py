@@ -31,6 +31,7 @@ from batchrun.describe import describe
 from batchrun.envsubst import interpolate
 from batchrun.errors import JobError
 from batchrun.formats.base import Api
+from batchrun.jobpaths import rebase
 from batchrun.params import (
     DEFAULT_MAX_PROMPT_CHARS,
     MAX_PROMPT_CHARS,
@@ -40,6 +41,7 @@ from batchrun.params import (
     Seconds,
     check_model_id,
     check_params,
+    check_share_url,
 )
 from batchrun.price_spec import Price as Price  # moved: its own module
 from batchrun.prompt_spec import InputSpec, PromptSpec, Turn
@@ -132,6 +134,8 @@ class Limits(JobSection):
     """A row is retried after 429s for as long as its model made progress within this time."""
     burst: Annotated[int, Field(ge=1, le=1000)] = 1
     """Requests that may go at once above a pace after a quiet spell or a pause."""
+    share: Annotated[str, AfterValidator(check_share_url)] | None = None
+    """A redis:// URL: processes on one key share its limits there (the key is never stored)."""
 
 
 class OutputSpec(JobSection):
@@ -145,6 +149,8 @@ class OutputSpec(JobSection):
     """Write the results at least this often, in seconds."""
     fsync_seconds: Annotated[float, Field(ge=0, le=3600)] = 1.0
     """Sync the journal to disk at most this often, in seconds (0: every write)."""
+    local_dir: str | None = None
+    """Where parts and the local copy of an object-storage output are kept."""
 
     @field_validator("path")
     @classmethod
@@ -327,36 +333,6 @@ def load_job(path: str | Path, environ: Mapping[str, str] | None = None) -> Load
         sha256=hashlib.sha256(raw).hexdigest(),
         lines=field_lines(node),
     )
-
-
-def rebase(job: Job, folder: Path) -> Job:
-    """``job`` with its relative paths made relative to ``folder`` (the job file's).
-
-    A job then reads and writes the same files from whatever folder it is
-    run (cron runs in the home folder): ``input.path``, ``output.path``,
-    ``prices_file`` and ``provider.api_key_file``. Absolute paths and ``~``
-    are kept as they are.
-    """
-
-    def under(value: str) -> str:
-        expanded = Path(value).expanduser()
-        if expanded.is_absolute():
-            return str(expanded)
-        # normpath, not resolve(): "jobs/../results" reads "results", and links stay links.
-        return os.path.normpath(folder / expanded)
-
-    update: dict[str, Any] = {
-        "input": job.input.model_copy(update={"path": under(job.input.path)}),
-        "output": job.output.model_copy(update={"path": under(job.output.path)}),
-    }
-    if job.prices_file is not None:
-        update["prices_file"] = under(job.prices_file)
-    provider = job.provider
-    if isinstance(provider, HttpProvider) and provider.api_key_file is not None:
-        update["provider"] = provider.model_copy(
-            update={"api_key_file": under(provider.api_key_file)}
-        )
-    return job.model_copy(update=update)
 
 
 def _register_secrets(data: dict[str, Any]) -> None:

@@ -136,6 +136,10 @@ def show_report(report: RunReport, console: Console) -> None:
         f"{report.skipped:,} already done; "
         f"results in {report.output} ({report.state.rows:,} rows)"
     )
+    if report.share_wait_s:
+        console.line(
+            f"limits.share: Redis was unreachable; sending waited {report.share_wait_s:.1f} s"
+        )
     for kind, error in sorted(report.errors.items(), key=lambda item: -item[1]["count"]):
         console.line(
             f"  {error['count']:,} x {kind} (e.g. {error['model']}: {_excerpt(error['example'])})"
@@ -194,6 +198,7 @@ def report_json(report: RunReport, manifest: str) -> str:
         "errors": report.errors,
         "scores": report.scores,
         "exit_reason": report.exit_reason,
+        "share_wait_s": report.share_wait_s,
     }
     return redact(json.dumps(payload, default=str, indent=2))
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 import polars as pl
 
 from batchrun.config import InputSpec
 from batchrun.errors import JobError
+from batchrun.objstore import is_remote
 
 PROMPT_ID = "prompt_id"
 _SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
@@ -24,11 +26,14 @@ _SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 
 def read_dataset(spec: InputSpec, base_dir: Path | None = None) -> pl.DataFrame:
     """Read every file the input names, add the prompt id column, apply ``limit``."""
-    files = _resolve_files(spec, base_dir or Path.cwd())
-    frames = [_read_one(path, spec.format) for path in files]
-    if not spec.union:
-        _check_same_columns(files, frames)
-    frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+    if is_remote(spec.path):
+        frame = _read_remote(spec)
+    else:
+        files = _resolve_files(spec, base_dir or Path.cwd())
+        frames = [_read_one(path, spec.format) for path in files]
+        if not spec.union:
+            _check_same_columns(files, frames)
+        frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
     if frame.height == 0:
         raise JobError(f"input.path: {spec.path} has no rows; give a file with at least one prompt")
     if spec.limit is not None:
@@ -77,6 +82,18 @@ def _resolve_files(spec: InputSpec, base_dir: Path) -> list[Path]:
             f"input.path: {raw} is neither .parquet nor .csv; rename it or set input.format"
         )
     return [path]
+
+
+def _read_remote(spec: InputSpec) -> pl.DataFrame:
+    """An object-storage input (a file, a folder or a glob), read by Polars's object store."""
+    suffix = PurePosixPath(urlsplit(spec.path).path).suffix.lower()
+    kind = spec.format or _SUFFIXES.get(suffix, "parquet")
+    try:
+        if kind == "csv":
+            return pl.read_csv(spec.path, infer_schema_length=10_000)
+        return pl.read_parquet(spec.path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise JobError(f"{spec.path}: {_reason(kind, exc)}", field="input.path") from None
 
 
 def _kind(path: Path, forced: str | None) -> str | None:

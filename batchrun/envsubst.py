@@ -2,7 +2,8 @@
 
 ``interpolate`` promises that ``${VAR}`` and ``${VAR:-default}`` are filled
 in only in the provider block (base URL, key variable, key file, headers)
-and in file paths (``input.path``, ``output.path``, ``prices_file``).
+and in file paths (``input.path``, ``output.path``, ``prices_file``) and
+in ``limits.share`` (a Redis URL).
 Anywhere else, above all in prompt templates and parameters, ``${VAR}`` is
 refused: a template that said ``${OPENAI_API_KEY}`` would otherwise send
 the key to the gateway and store it in the results.
@@ -25,10 +26,13 @@ _ALLOWED: tuple[tuple[str, ...], ...] = (
     ("provider", "headers", "*"),
     ("input", "path"),
     ("output", "path"),
+    ("output", "local_dir"),
+    ("limits", "share"),
     ("prices_file",),
 )
 ALLOWED_FIELDS = (
-    "provider.base_url, provider.api_key_env, provider.headers, input.path, output.path"
+    "provider.base_url, provider.api_key_env, provider.headers, input.path, output.path, "
+    "limits.share"
 )
 
 Loc = tuple[str | int, ...]

@@ -9,6 +9,7 @@ requests each model still has to send.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,7 @@ def pending_by_model(prepared: Prepared, shard: tuple[int, int] | None = None) -
 
     from batchrun.store import done_keys
 
+    skip: Container[str]
     try:
         skip = done_keys(prepared.output)
     except (OSError, pl.exceptions.PolarsError):

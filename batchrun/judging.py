@@ -22,6 +22,8 @@ async def run_judges(run: Run, reports: list[RunReport], judged: dict[str, Path]
     """Run each judge score over the ok answers (as jobs of their own, one after another)."""
     prepared = run.prepared
     job = prepared.job
+    if not any(s.grader == "judge" for s in job.scores):
+        return  # the ok answers are read back only for a judge to grade
     from batchrun.compaction import current_ok
     from batchrun.judge import judge_output, judge_plan
 

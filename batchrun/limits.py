@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from batchrun.pacing import Clock
 from batchrun.ratelimits import RateLimitAdvice
@@ -45,15 +46,38 @@ _KEY_PROBES = 3
 _LATE_S = 0.02
 
 
+class Shared(Protocol):
+    """Limits kept outside this process (``limits.share``), taken after the local ones."""
+
+    async def acquire(self, model: str, tokens: float) -> str:
+        """Wait for a shared place and slot for one request of ``model``; its lease."""
+        ...
+
+    def release(self, lease: str) -> None:
+        """Give the lease back."""
+
+    def limited(self, model: str, retry_after: float | None, learned_rpm: float | None) -> None:
+        """Tell the other processes of a 429 (the pause asked for, the pace learned)."""
+
+
 class Permit:
     """One request's hold on its scopes; report how it went, then release it."""
 
-    __slots__ = ("_estimated", "_granted", "_scopes")
+    __slots__ = ("_estimated", "_granted", "_lease", "_scopes", "_shared")
 
-    def __init__(self, scopes: tuple[Scope, Scope], estimated_tokens: float, granted: float):
+    def __init__(
+        self,
+        scopes: tuple[Scope, Scope],
+        estimated_tokens: float,
+        granted: float,
+        shared: Shared | None = None,
+        lease: str = "",
+    ) -> None:
         self._scopes = scopes
         self._estimated = estimated_tokens
         self._granted = granted
+        self._shared = shared
+        self._lease = lease
         for scope in scopes:
             scope.count(estimated_tokens, granted)
 
@@ -102,12 +126,17 @@ class Permit:
             model.observe(advice.requests, "requests", 1.0)
         scope = key if advice is not None and advice.key_wide else model
         scope.limited(advice, self._granted)
+        if self._shared is not None:
+            wait = advice.retry_after_s if advice is not None else None
+            self._shared.limited(model.name, wait, model.pace_per_minute)
 
     def release(self) -> None:
-        """Give the places in both windows back."""
+        """Give the places in both windows (and a shared lease) back."""
         key, model = self._scopes
         key.window.release()
         model.window.release()
+        if self._shared is not None:
+            self._shared.release(self._lease)
 
 
 class Limiter:
@@ -119,8 +148,10 @@ class Limiter:
         models: dict[str, ScopeLimits],
         clock: Clock = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        shared: Shared | None = None,
     ) -> None:
         self._clock = clock
+        self.shared = shared
         self.key = Scope("key", key, clock, initial=min(len(models), _KEY_PROBES))
         self.models = {name: Scope(name, lim, clock) for name, lim in models.items()}
         self._sleep = sleep
@@ -132,6 +163,8 @@ class Limiter:
         """
         scope = self.models[model]
         key = self.key
+        if self.shared is not None:
+            return None  # a shared slot is always waited for
         if not (scope.unpaced() and key.unpaced() and scope.window.try_take()):
             return None
         if not key.window.try_take():
@@ -164,7 +197,15 @@ class Limiter:
         except BaseException:
             scope.window.release()
             raise
-        return Permit((self.key, scope), estimated_tokens, self._clock())
+        if self.shared is None:
+            return Permit((self.key, scope), estimated_tokens, self._clock())
+        try:  # the places other processes share come last, after every local wait
+            lease = await self.shared.acquire(model, estimated_tokens)
+        except BaseException:
+            self.key.window.release()
+            scope.window.release()
+            raise
+        return Permit((self.key, scope), estimated_tokens, self._clock(), self.shared, lease)
 
     async def _enter(self, scope: Scope, tokens: float, model: Scope, prefix: str) -> None:
         """Take a place in ``scope``'s window and its pace; the waits are booked on ``model``.

@@ -119,6 +119,18 @@ def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return None
 
 
+def check_share_url(value: str) -> str:
+    """A ``limits.share`` URL: ``redis://``, ``rediss://`` or ``unix://`` with a host or path."""
+    parts = urllib.parse.urlsplit(value)
+    register(parts.password)
+    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+        raise ValueError(
+            f"{parts.scheme or value[:20]!r} is not a Redis URL scheme; "
+            "write redis://HOST:PORT/DB (or rediss://)"
+        )
+    return value
+
+
 def check_model_id(value: str) -> str:
     """``value`` if it can be a model id; ``ValueError`` naming what is wrong otherwise."""
     if not value:

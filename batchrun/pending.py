@@ -13,7 +13,7 @@ are written are dropped by ``prune`` at the start of the next run.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Container
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,7 @@ class PendingWork:
         if gone:
             self._write()
 
-    def prune(self, done: set[str]) -> int:
+    def prune(self, done: Container[str]) -> int:
         """Forget the entries whose rows are written; how many were forgotten."""
         gone = [key for key in self._entries if key in done]
         self.remove(gone)

@@ -120,6 +120,7 @@ class Plan:
         """
         samples = range(self.job.samples)
         chosen = self.models if models is None else models
+        skipping = bool(skip)
         ids_column = self.prompts.get_column(PROMPT_ID)
         messages_column = self.prompts.get_column(self.wire_column)
         for start in range(0, self.rows, self._SLICE):
@@ -133,7 +134,7 @@ class Plan:
                 for model in chosen:
                     for sample in samples:
                         key = request_key(model.key_prefix, prompt_id, encoded, sample)
-                        if key in skip:
+                        if skipping and key in skip:
                             continue
                         if shard is not None and int(key[:8], 16) % shard[1] != shard[0]:
                             continue

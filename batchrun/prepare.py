@@ -18,6 +18,7 @@ from batchrun.batch.mode import batch_models
 from batchrun.config import HttpProvider, Job, LoadedJob, load_job, resolve_api_key
 from batchrun.dataset import read_dataset
 from batchrun.errors import JobError
+from batchrun.objstore import is_remote, local_copy, sharded_url
 from batchrun.plan import Plan, build_plan
 from batchrun.pricing import PriceTable, load_prices
 from batchrun.templates import compile_prompt, screen_rows
@@ -37,6 +38,8 @@ class Prepared:
     base_url: str | None
     prices: PriceTable
     key_problem: str | None = None
+    # For an object-storage output.path: the object this run uploads ``output`` to.
+    remote: str | None = None
 
     @property
     def job(self) -> Job:
@@ -69,6 +72,17 @@ def resolve_output(
     )
 
 
+def remote_output(template: str, job_name: str, now: datetime | None = None) -> str:
+    """An object-storage ``output.path`` with ``{name}``, ``{date}`` and ``{datetime}`` filled."""
+    moment = now or datetime.now(UTC)
+    return template.format(
+        name=job_name,
+        date=moment.strftime("%Y-%m-%d"),
+        datetime=moment.strftime("%Y-%m-%dT%H%M%SZ"),
+        shard="{shard}",
+    )
+
+
 def prepare(
     job_path: str | Path,
     shard: tuple[int, int] | None = None,
@@ -96,7 +110,13 @@ def prepare(
         prices = load_prices(job)
     except JobError as exc:
         raise loaded.locate(exc) from None
-    output = resolve_output(job.output.path, job.name, shard=shard)
+    remote = None
+    if is_remote(job.output.path):
+        remote = sharded_url(remote_output(job.output.path, job.name), shard)
+        cache = Path(job.output.local_dir or loaded.path.parent / ".batchrun-cache")
+        output = local_copy(remote, cache)
+    else:
+        output = resolve_output(job.output.path, job.name, shard=shard)
     if check_output:
         try:
             check_writable(output)
@@ -119,6 +139,7 @@ def prepare(
         base_url=base_url,
         prices=prices,
         key_problem=key_problem,
+        remote=remote,
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -23,7 +23,7 @@ from batchrun.config import Job
 from batchrun.endpoint import open_client
 from batchrun.errors import JobError
 from batchrun.finishing import output_finisher, score_means
-from batchrun.limits import Limiter, ScopeLimits
+from batchrun.limits import Limiter, ScopeLimits, Shared
 from batchrun.lock import RunLock
 from batchrun.manifest import manifest_path, write_manifest
 from batchrun.media_sender import media_sender, settle_pending
@@ -32,8 +32,10 @@ from batchrun.prepare import Prepared
 from batchrun.pricing import batch_price, row_cost
 from batchrun.progress import Progress
 from batchrun.queries import check_models, report_balance
+from batchrun.remote import publish, remote_output
 from batchrun.run_report import Ending, MaxFailures, OutputState, RunReport
 from batchrun.runner import RetryPolicy, Runner, RunOutcome
+from batchrun.shared_limits import open_shared
 from batchrun.sink import TICK_SECONDS, ResultSink
 from batchrun.store import Result, done_keys, failure_counts, new_run_id
 from batchrun.summary import RunTally
@@ -108,6 +110,7 @@ class Run:
         self._price_of = {m.name: prepared.prices.price_of(m) for m in job.models}
         self._batch_price_of = {name: batch_price(p) for name, p in self._price_of.items()}
         self.paces: dict[str, float | None] = {}
+        self.shared_wait_s = 0.0  # sending waited this long for an unreachable limits.share
         self._runner: Runner | None = None
         self._progress: Progress | None = None
 
@@ -200,7 +203,8 @@ class Run:
             self.ui.notify(
                 f"warning: no price for {', '.join(unpriced)}: their cost_usd stays empty"
             )
-        limiter = build_limiter(job)
+        shared = await open_shared(job, self.prepared.base_url, self.prepared.api_key, self.pending)
+        limiter = build_limiter(job, shared)
         self.paces = {}
         self._progress = self.ui.progress(self.pending, self.label)
         ticker = asyncio.create_task(self._flush_timer())
@@ -223,9 +227,11 @@ class Run:
             self._progress.close()
             self.flush()
             settle_pending(self.output)
+            if shared is not None:
+                self.shared_wait_s = await shared.close()
         self.paces = {name: scope.pace_per_minute for name, scope in limiter.models.items()}
 
-    def _resume(self) -> set[str] | None:
+    def _resume(self) -> Container[str] | None:
         """Heal the output's files (set them aside for --fresh); the keys done, None if failed."""
         from batchrun.heal import ready_output
 
@@ -336,6 +342,7 @@ class Run:
                 for kind, e in self.tally.errors.items()
             },
             scores=score_means(self.output) if state.rows else {},
+            share_wait_s=round(self.shared_wait_s, 3) if job.limits.share else None,
         )
 
     def save_manifest(self, report: RunReport) -> None:
@@ -366,7 +373,7 @@ class Run:
         return rows
 
 
-def build_limiter(job: Job) -> Limiter:
+def build_limiter(job: Job, shared: Shared | None = None) -> Limiter:
     """The run's limits: the key's, and each model's under it (never above the key's)."""
     limits = job.limits
     key = ScopeLimits(
@@ -382,7 +389,7 @@ def build_limiter(job: Job) -> Limiter:
         )
         for model in job.models
     }
-    return Limiter(key, models)
+    return Limiter(key, models, shared=shared)
 
 
 def _retry_policy(job: Job) -> RetryPolicy:
@@ -409,7 +416,9 @@ async def execute(prepared: Prepared, options: RunOptions, ui: Ui) -> RunReport:
     lock.acquire(run_id)
     if lock.taken_over:
         ui.notify(f"warning: took over a lock left by a run that is gone ({lock.taken_over})")
+    remote = remote_output(prepared)
     try:
+        remote.open(run_id, ui.notify)
         run = Run(prepared, options, ui, run_id)
         await run.send()
         judges: list[RunReport] = []
@@ -424,6 +433,8 @@ async def execute(prepared: Prepared, options: RunOptions, ui: Ui) -> RunReport:
             report.signal = next(j.signal for j in judges if j.signal is not None)
             report.ending = Ending.INTERRUPTED
         run.save_manifest(report)
+        publish(remote, report, ui.notify)
         return report
     finally:
+        remote.close()
         lock.release()

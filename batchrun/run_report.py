@@ -92,6 +92,8 @@ class RunReport:
     errors: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Per model, per score column of the output: {"mean", "n"}.
     scores: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # With limits.share: seconds sending waited for an unreachable Redis (None: not shared).
+    share_wait_s: float | None = None
 
     @property
     def sent(self) -> int:

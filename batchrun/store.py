@@ -21,6 +21,7 @@ from pathlib import Path
 
 import polars as pl
 
+from batchrun.keyset import KeySet
 from batchrun.record import RESULT_SCHEMA as RESULT_SCHEMA  # moved: the record owns it
 from batchrun.record import Result as Result  # moved: the record owns it
 
@@ -148,18 +149,18 @@ def part_files(output: Path) -> list[Path]:
     return sorted(folder.glob("part-*.parquet"))
 
 
-def done_keys(output: Path, *, retry_errors: bool = False) -> set[str]:
+def done_keys(output: Path, *, retry_errors: bool = False) -> KeySet:
     """Request keys a rerun need not send: ok rows, and permanent failures unless retried."""
     sources = ([output] if output.exists() else []) + part_files(output)
     if not sources:
-        return set()
-    frame = pl.concat(
-        [pl.read_parquet(src, columns=["request_key", "status", "error_type"]) for src in sources]
-    )
+        return KeySet(pl.Series([], dtype=pl.String))
     keep = pl.col("status") == "ok"
     if not retry_errors:
         keep = keep | pl.col("error_type").is_in(list(PERMANENT_ERRORS))
-    return set(frame.filter(keep).get_column("request_key").to_list())
+    frame = pl.concat(
+        [pl.scan_parquet(src).select("request_key", "status", "error_type") for src in sources]
+    )
+    return KeySet(frame.filter(keep).select("request_key").collect().to_series())
 
 
 def failure_counts(output: Path, awaited: Collection[str] = ()) -> tuple[int, int, int]:

@@ -12,7 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from batchrun.stats import quantile
+import polars as pl
+
+from batchrun.stats import quantile as quantile  # the exact one, for lists
 from batchrun.store import Result
 
 
@@ -92,7 +94,8 @@ class RunTally:
         rows = []
         for model in sorted(self.models):
             tally = self.models[model]
-            latencies = tally.latencies.tolist()
+            # A Polars column reads the array's buffer: no Python float per request.
+            latencies = pl.Series("latency", tally.latencies, dtype=pl.Float64)
             rows.append(
                 {
                     "model": model,
@@ -101,14 +104,20 @@ class RunTally:
                     "failed": tally.requests - tally.ok,
                     "prompt_tokens": tally.prompt_tokens,
                     "completion_tokens": tally.completion_tokens,
-                    "latency_p50_s": quantile(latencies, 0.5),
-                    "latency_p95_s": quantile(latencies, 0.95),
+                    "latency_p50_s": _quantile(latencies, 0.5),
+                    "latency_p95_s": _quantile(latencies, 0.95),
                     "cost_usd": tally.cost_usd if tally.unpriced < tally.requests else None,
                     "rate_per_s": tally.rate_per_s(),
                     "unpriced": tally.unpriced,
                 }
             )
         return rows
+
+
+def _quantile(values: pl.Series, q: float) -> float | None:
+    """The ``q`` quantile, interpolated linearly as ``stats.quantile`` does; None if empty."""
+    value = values.drop_nans().quantile(q, interpolation="linear")
+    return None if value is None else float(value)
 
 
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:

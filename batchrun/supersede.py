@@ -30,6 +30,10 @@ def sidecar_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}.superseded{output.suffix}")
 
 
+# Rows of the earlier results checked at a time.
+_BATCH_ROWS = 50_000
+
+
 def fingerprint_path(output: Path) -> Path:
     """Where the fingerprint of the plan that last wrote ``output`` is kept."""
     return output.with_name(f".{output.name}.plan")
@@ -86,26 +90,27 @@ def _read(path: Path) -> str | None:
 
 
 def _superseded(sources: list[Path], plan: Plan) -> set[str]:
-    """Keys of rows whose (prompt, model, sample) the plan now sends under another key."""
+    """Keys of rows whose (prompt, model, sample) the plan now sends under another key.
+
+    The rows are read a batch at a time, so a first run of a million requests
+    holds one batch of them, not all.
+    """
     prefixes = {model.name: model.key_prefix for model in plan.models}
-    rows = (
-        pl.concat(
-            [
-                pl.scan_parquet(s).select("request_key", PROMPT_ID, "model", "sample")
-                for s in sources
-            ],
-            how="vertical_relaxed",
-        )
-        .filter(pl.col("model").is_in(list(prefixes)))
-        .join(plan.prompts.lazy().select(PROMPT_ID, plan.wire_column), on=PROMPT_ID)
-        .collect()
-    )
     samples = plan.job.samples
+    sent = plan.prompts.lazy().select(PROMPT_ID, plan.wire_column)
     found: set[str] = set()
-    for key, prompt_id, model, sample, messages in rows.iter_rows():
-        if (
-            sample >= samples
-            or request_key(prefixes[model], prompt_id, messages.encode(), sample) != key
-        ):
-            found.add(key)
+    for source in sources:
+        scan = (
+            pl.scan_parquet(source)
+            .select("request_key", PROMPT_ID, "model", "sample")
+            .filter(pl.col("model").is_in(list(prefixes)))
+        )
+        for batch in scan.collect_batches(chunk_size=_BATCH_ROWS):
+            rows = batch.lazy().join(sent, on=PROMPT_ID).collect()
+            for key, prompt_id, model, sample, messages in rows.iter_rows():
+                if (
+                    sample >= samples
+                    or request_key(prefixes[model], prompt_id, messages.encode(), sample) != key
+                ):
+                    found.add(key)
     return found

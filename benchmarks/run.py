@@ -247,13 +247,13 @@ def scale(base: Path, large: int) -> list[tuple[str, ...]]:
                 (f"{prompts * 2:,} requests", f"{sent:,}", f"{wall:.1f}", f"{peak / 1024:.0f}")
             )
         before = gateway_stats(url)["requests"]
-        rerun_wall, _, _, _ = timed(batchrun(job), env)
+        rerun_wall, _, rerun_peak, _ = timed(batchrun(job), env)
         rows.append(
             (
                 "rerun of the completed largest job",
                 f"{gateway_stats(url)['requests'] - before:,}",
                 f"{rerun_wall:.1f}",
-                "",
+                f"{rerun_peak / 1024:.0f}",
             )
         )
     small, big = sorted(peaks)

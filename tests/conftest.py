@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 import yaml
 from click.testing import CliRunner, Result
+from services import redis_server, redis_url, s3_bucket, s3_server  # noqa: F401 (fixtures)
 
 from batchrun.cli import main
 from batchrun.gateway import GatewaySettings, GatewayThread
