@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from batchrun.cli_common import Failure, guard
+from batchrun.display import money
 from batchrun.errors import EXIT_OK, EXIT_USAGE, JobError
 
 if TYPE_CHECKING:
@@ -158,15 +159,15 @@ def balance(
         )
         return
     if found.unlimited:
-        click.echo(f"balance: unlimited (used ${found.used_usd or 0:,.4f}; from {found.source})")
+        click.echo(f"balance: unlimited (used {money(found.used_usd or 0)}; from {found.source})")
     else:
         click.echo(
-            f"balance: ${found.remaining_usd:,.4f} left of ${found.limit_usd or 0:,.2f} "
-            f"(used ${found.used_usd or 0:,.4f}; from {found.source})"
+            f"balance: {money(found.remaining_usd)} left of {money(found.limit_usd or 0)} "
+            f"(used {money(found.used_usd or 0)}; from {found.source})"
         )
     if low is not None:
-        ceiling = "unbounded" if high is None else f"${high:,.4f}"
-        click.echo(f"this job: ${low:,.4f} (input only) to {ceiling} (every output at max)")
+        ceiling = "unbounded" if high is None else money(high)
+        click.echo(f"this job: {money(low)} (input only) to {ceiling} (every output at max)")
         if high is not None and not found.unlimited and found.remaining_usd < high:
             click.echo("warning: the balance may not cover the job", err=True)
 

@@ -22,6 +22,7 @@ from batchrun.catalog import (
     parse_user_self,
 )
 from batchrun.config import Job
+from batchrun.display import money
 from batchrun.errors import CatalogError, ConnectionFailure, FatalRequestError, JobError
 
 if TYPE_CHECKING:
@@ -141,12 +142,12 @@ async def report_balance(
     except (CatalogError, ConnectionFailure):
         return
     if balance.unlimited:
-        notify(f"balance: unlimited; this job may cost up to ${high_cost:,.4f}")
+        notify(f"balance: unlimited; this job may cost up to {money(high_cost)}")
         return
     assert balance.remaining_usd is not None
     verdict = "" if balance.remaining_usd >= high_cost else " (warning: it may not be enough)"
     notify(
-        f"balance: ${balance.remaining_usd:,.4f} left; this job may cost up to ${high_cost:,.4f}"
+        f"balance: {money(balance.remaining_usd)} left; this job may cost up to {money(high_cost)}"
         f"{verdict}"
     )
 

@@ -107,7 +107,7 @@ def test_balance_with_job_shows_cost(start_gateway: Callable[..., GatewayThread]
     )
     result = invoke("balance", "--job", "job.yaml")
     assert result.exit_code == 0
-    assert "balance: $0.0100 left" in result.stdout and "this job: $" in result.stdout
+    assert "balance: $0.0100 left of $" in result.stdout and "this job: $" in result.stdout
     assert "may not cover the job" in result.stderr
     run = invoke("run", "job.yaml")
     assert "balance: $0.0100 left; this job may cost up to" in run.stderr

@@ -327,3 +327,11 @@ def test_missing_keys_are_named_in_full(tmp_path: Path) -> None:
     assert result.exit_code == 2
     for key in ("input", "prompt", "models", "output"):
         assert key in result.stderr
+
+
+def test_balance_reads_like_every_other_figure(start_gateway: Callable[..., GatewayThread]) -> None:
+    """`batchrun balance` shows money with three significant digits: $87.5 of $100."""
+    gw = start_gateway()
+    result = invoke("balance", "--base-url", gw.url, "--api-key-env", KEY_ENV)
+    assert result.exit_code == 0, result.output
+    assert "balance: $87.5 left of $100 (used $12.5;" in result.stdout
