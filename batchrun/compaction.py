@@ -35,12 +35,18 @@ _BATCH_ROWS = 20_000
 Transform = Callable[[pl.DataFrame], pl.DataFrame]
 
 
-def compact(output: Path, prompts: pl.DataFrame | None, transform: Transform | None = None) -> int:
+def compact(
+    output: Path,
+    prompts: pl.DataFrame | None,
+    transform: Transform | None = None,
+    metadata: dict[str, str] | None = None,
+) -> int:
     """Fold parts and the earlier output into ``output``: one row per request key.
 
     Part rows get the carried input columns of their prompt from ``prompts``.
     Per key the ok row wins, then the latest. ``transform`` (scores) is
-    applied to every batch on the same pass, so the output is written once.
+    applied to every batch on the same pass, so the output is written once;
+    ``metadata`` goes into the file's key-value metadata (score directions).
     Rows stream batch by batch into a temporary file that then replaces the
     output atomically, so memory holds the keys and one batch, not the
     results. The parts are removed after that. Returns the rows written.
@@ -62,7 +68,7 @@ def compact(output: Path, prompts: pl.DataFrame | None, transform: Transform | N
     def write(tmp: Path) -> None:
         # Polars pulls the batches one at a time and streams them into the file.
         register_io_source(fold.source, schema=schema).sink_parquet(
-            tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS
+            tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS, metadata=metadata
         )
 
     output.parent.mkdir(parents=True, exist_ok=True)

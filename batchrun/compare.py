@@ -17,7 +17,7 @@ module sees them: see ``snapshots``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from itertools import combinations, pairwise
 from pathlib import Path
@@ -55,6 +55,7 @@ class ScoreKind:
     kind: str
     low: float
     high: float
+    lower_better: bool = False  # an error rate (WER): the lower the better
 
 
 @dataclass
@@ -100,7 +101,10 @@ def compare(snapshots: list[Snapshot], warnings: list[str] | None = None) -> Com
     latest = snapshots[-1]
     frame = latest.frame
     scores = score_names(frame)
-    kinds = {name: score_kind(frame, name) for name in scores}
+    kinds = {
+        name: replace(score_kind(frame, name), lower_better=name in latest.lower_is_better)
+        for name in scores
+    }
     comparison = Comparison(
         latest=latest,
         scores=scores,
@@ -218,6 +222,13 @@ def _paired(
     return joined.get_column("a").to_list(), joined.get_column("b").to_list()
 
 
+def _oriented(a: list[float], b: list[float], kind: ScoreKind) -> tuple[list[float], list[float]]:
+    """The values as the paired test reads them: higher is better (an error rate negated)."""
+    if kind.lower_better:
+        return [-v for v in a], [-v for v in b]
+    return a, b
+
+
 def pairwise_rows(
     frame: pl.DataFrame, scores: list[str], kinds: dict[str, ScoreKind]
 ) -> list[dict[str, Any]]:
@@ -239,7 +250,7 @@ def pairwise_rows(
                     "samples": samples,
                     "mean_a": sum(left) / len(left),
                     "mean_b": sum(right) / len(right),
-                    "test": paired_test(left, right),
+                    "test": paired_test(*_oriented(left, right, kinds[name])),
                 }
             )
     return rows
@@ -262,7 +273,7 @@ def run_over_run(
             flags = _flags(row)
             for name in present:
                 left, right = _paired(before.frame, after.frame, (model, model), name, kinds[name])
-                test = paired_test(right, left) if left else None
+                test = paired_test(*_oriented(right, left, kinds[name])) if left else None
                 delta = (sum(right) / len(right) - sum(left) / len(left)) if left else None
                 row[f"score_{name}_change"] = delta
                 row[f"score_{name}_p"] = test.p_value if test else None

@@ -7,6 +7,7 @@ judge's scores, requests and cost by request key.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -76,3 +77,15 @@ def score_means(output: Path) -> dict[str, dict[str, dict[str, float | int | Non
         }
         for row in frame.iter_rows(named=True)
     }
+
+
+# Graders whose score is better when lower (an error rate); compare and report read the
+# names from the results file's metadata under this key.
+LOWER_IS_BETTER_GRADERS = frozenset({"wer"})
+LOWER_IS_BETTER_KEY = "batchrun.lower_is_better"
+
+
+def file_metadata(scores: list[ScoreSpec]) -> dict[str, str] | None:
+    """The results file's key-value metadata: which scores are better when lower."""
+    lower = sorted(spec.name for spec in scores if spec.grader in LOWER_IS_BETTER_GRADERS)
+    return {LOWER_IS_BETTER_KEY: json.dumps(lower)} if lower else None

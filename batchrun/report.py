@@ -240,7 +240,8 @@ def _summary(comparison: Comparison, colors: dict[str, str]) -> str:
 
 def position(value: float, kind: ScoreKind) -> float:
     """Where ``value`` sits on its score's scale, 0 (worst) to 1 (best)."""
-    return min(max((value - kind.low) / (kind.high - kind.low), 0.0), 1.0)
+    share = min(max((value - kind.low) / (kind.high - kind.low), 0.0), 1.0)
+    return 1.0 - share if kind.lower_better else share
 
 
 def score_color(value: float, kind: ScoreKind) -> str:

@@ -22,7 +22,7 @@ from batchrun.compaction import compact
 from batchrun.config import Job
 from batchrun.endpoint import open_client
 from batchrun.errors import JobError
-from batchrun.finishing import output_finisher, score_means
+from batchrun.finishing import file_metadata, output_finisher, score_means
 from batchrun.limits import Limiter, ScopeLimits, Shared
 from batchrun.lock import RunLock
 from batchrun.manifest import manifest_path, write_manifest
@@ -310,7 +310,8 @@ class Run:
         dropped: set[str] = set()
         try:
             dropped = set_aside_superseded(self.output, plan)
-            compact(self.output, plan.prompts, output_finisher(job.scores, judged, dropped))
+            finisher = output_finisher(job.scores, judged, dropped)
+            compact(self.output, plan.prompts, finisher, file_metadata(job.scores))
             record_fingerprint(self.output, plan)
             state = OutputState(*failure_counts(self.output, self.awaited))
         except OSError as exc:

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,6 +44,7 @@ class Snapshot:
     label: str
     frame: pl.DataFrame
     paths: list[Path] = field(default_factory=list)
+    lower_is_better: frozenset[str] = frozenset()  # scores better when lower (WER)
 
     @property
     def finished(self) -> datetime | None:
@@ -68,7 +70,7 @@ def load_snapshots(
     for path in paths:
         frame = _read(path)
         frame = _with_judge(frame, path)
-        read.append(Snapshot(path.stem, frame, [path]))
+        read.append(Snapshot(path.stem, frame, [path], _lower_is_better(path)))
     snapshots = []
     for group in _runs(read):
         snapshot = group[0] if len(group) == 1 else _merged(group)
@@ -80,6 +82,17 @@ def load_snapshots(
         for before, after in pairwise(snapshots):
             check_same_job(before, after)
     return snapshots, warnings
+
+
+def _lower_is_better(path: Path) -> frozenset[str]:
+    """The scores a results file says are better when lower (its key-value metadata)."""
+    from batchrun.finishing import LOWER_IS_BETTER_KEY
+
+    try:
+        names = json.loads(pl.read_parquet_metadata(path).get(LOWER_IS_BETTER_KEY, "[]"))
+    except (OSError, ValueError, pl.exceptions.PolarsError):
+        return frozenset()
+    return frozenset(str(n) for n in names) if isinstance(names, list) else frozenset()
 
 
 def _read(path: Path) -> pl.DataFrame:
@@ -150,7 +163,8 @@ def _merged(group: list[Snapshot]) -> Snapshot:
     key = _shard_key(first)
     label = _SHARD.sub(f"shards-of-{key[1]}", first.stem) if key else first.stem
     frame = pl.concat([s.frame for s in group], how="diagonal_relaxed")
-    return Snapshot(label, frame, [p for s in group for p in s.paths])
+    lower = frozenset().union(*(s.lower_is_better for s in group))
+    return Snapshot(label, frame, [p for s in group for p in s.paths], lower)
 
 
 def check_same_job(before: Snapshot, after: Snapshot) -> None:

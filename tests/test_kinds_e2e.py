@@ -228,6 +228,10 @@ def test_compare_scores_transcription_by_wer_and_rerank_by_ndcg(
     models = {m["model"]: m for m in json.loads(shown.stdout)["models"]}
     assert models["whisper-1"]["score_wer"]["mean"] == 0.0
     assert models["gpt-4o-transcribe"]["score_wer"]["mean"] > 0.1
+    # WER is better when lower: the model that garbles loses the pairwise count.
+    pair = next(r for r in json.loads(shown.stdout)["pairwise"] if r["score"] == "wer")
+    assert (pair["model_a"], pair["model_b"]) == ("gpt-4o-transcribe", "whisper-1")
+    assert pair["test"]["losses"] > pair["test"]["wins"] == 0
     ranked = invoke("compare", "results/rerank.parquet")
     assert ranked.exit_code == 0 and "ndcg" in ranked.stdout and "mrr" in ranked.stdout
 
