@@ -91,3 +91,17 @@ def turns_of(messages: Any) -> list[tuple[str, str]]:
         for m in messages
         if isinstance(m, dict)
     ]
+
+
+class MessagesBody:
+    """What the formats whose body carries ``model`` and ``messages`` read the same way."""
+
+    def model_of(self, request: web.Request, body: JsonObject) -> object:
+        """The body's ``model``."""
+        return body.get("model")
+
+    def texts(self, body: JsonObject) -> tuple[str, str]:
+        """The messages' text and the last user message's."""
+        turns = turns_of(body.get("messages"))
+        prompt = "\n".join(text for _, text in turns)
+        return prompt, last_user(turns, prompt)

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from batchrun.gateway.call import Call, json_response, last_user, turns_of
+from batchrun.gateway.call import Call, MessagesBody, json_response, last_user, turns_of
 from batchrun.gateway.replies import answer, count_tokens
 from batchrun.gateway.streaming import stream_answer
 from batchrun.wire import JsonObject
@@ -186,21 +186,11 @@ def completion(reply: ChatReply, call: Call) -> JsonObject:
     return payload
 
 
-class ChatFormat:
+class ChatFormat(MessagesBody):
     """``POST /v1/chat/completions``."""
 
     name = "chat"
     path = "/v1/chat/completions"
-
-    def model_of(self, request: web.Request, body: JsonObject) -> object:
-        """The body's ``model``."""
-        return body.get("model")
-
-    def texts(self, body: JsonObject) -> tuple[str, str]:
-        """The messages' text and the last user message's."""
-        turns = turns_of(body.get("messages"))
-        prompt = "\n".join(text for _, text in turns)
-        return prompt, last_user(turns, prompt)
 
     async def respond(self, call: Call) -> web.StreamResponse:
         """A chat completion, or its chunks when streamed."""

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from batchrun.gateway.call import ApiFormat, Call, json_response, last_user, turns_of
+from batchrun.gateway.call import ApiFormat, Call, MessagesBody, json_response, last_user
 from batchrun.gateway.chat import ChatFormat
 from batchrun.gateway.replies import answer, count_tokens
 from batchrun.gateway.responses import ResponsesFormat
@@ -34,21 +34,11 @@ def embed(text: str) -> list[float]:
     return [v / norm for v in values]
 
 
-class MessagesFormat:
+class MessagesFormat(MessagesBody):
     """Anthropic's ``POST /v1/messages``."""
 
     name = "messages"
     path = "/v1/messages"
-
-    def model_of(self, request: web.Request, body: JsonObject) -> object:
-        """The body's ``model``."""
-        return body.get("model")
-
-    def texts(self, body: JsonObject) -> tuple[str, str]:
-        """The messages' text and the last user message's."""
-        turns = turns_of(body.get("messages"))
-        prompt = "\n".join(text for _, text in turns)
-        return prompt, last_user(turns, prompt)
 
     async def respond(self, call: Call) -> web.StreamResponse:
         """A ``message`` object."""
