@@ -20,7 +20,7 @@ from typing import Any
 
 from batchrun.errors import JobError, LockedError
 from batchrun.objstore import side_key, split, store_of
-from batchrun.shared_limits import describe_url
+from batchrun.redact import describe_url
 
 LOCK_TTL_S = 30.0
 _RENEW_S = LOCK_TTL_S / 3

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterable, Iterator
+from urllib.parse import urlsplit
 
 _KEY_SHAPES = re.compile(
     r"(?i)(bearer\s+)[^\s\"',;]+"
@@ -111,3 +112,11 @@ def _mask_match(match: re.Match[str]) -> str:
         return match.group(3) + MASK + "@"
     prefix = match.group(1) or match.group(2) or ""
     return prefix + MASK
+
+
+def describe_url(url: str) -> str:
+    """``url`` for messages: scheme, host, port and path; no user, password or query."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"

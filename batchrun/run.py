@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from batchrun.compaction import compact
-from batchrun.config import Job
 from batchrun.endpoint import open_client
 from batchrun.errors import JobError
 from batchrun.finishing import file_metadata, output_finisher, score_means
-from batchrun.limits import Limiter, ScopeLimits, Shared
+from batchrun.limits import Limiter
 from batchrun.lock import RunLock
 from batchrun.manifest import manifest_path, write_manifest
 from batchrun.media_sender import media_sender, settle_pending
@@ -33,9 +32,9 @@ from batchrun.pricing import batch_price, row_cost
 from batchrun.progress import Progress
 from batchrun.queries import check_models, report_balance
 from batchrun.remote import publish, remote_output
+from batchrun.run_limits import build_limiter, connect_shared, retry_policy
 from batchrun.run_report import Ending, MaxFailures, OutputState, RunReport
-from batchrun.runner import RetryPolicy, Runner, RunOutcome
-from batchrun.shared_limits import open_shared
+from batchrun.runner import Runner, RunOutcome
 from batchrun.sink import TICK_SECONDS, ResultSink
 from batchrun.store import Result, done_keys, failure_counts, new_run_id
 from batchrun.summary import RunTally
@@ -203,7 +202,7 @@ class Run:
             self.ui.notify(
                 f"warning: no price for {', '.join(unpriced)}: their cost_usd stays empty"
             )
-        shared = await open_shared(job, self.prepared.base_url, self.prepared.api_key, self.pending)
+        shared = await connect_shared(self.prepared, self.pending)
         limiter = build_limiter(job, shared)
         self.paces = {}
         self._progress = self.ui.progress(self.pending, self.label)
@@ -217,7 +216,7 @@ class Run:
                     await self._before_sending(client, base_url, limiter)
                 secrets = [self.prepared.api_key] if self.prepared.api_key else []
                 sender = media_sender(client, self.output, plan.models, skip, secrets)
-                self._runner = Runner(sender, self.record, limiter, retry=_retry_policy(job))
+                self._runner = Runner(sender, self.record, limiter, retry=retry_policy(job))
                 if self.storage_error is not None:
                     self._runner.stop()
                 self.outcome = await self._run(self._runner, sources)
@@ -372,36 +371,6 @@ class Run:
             held = limiter.held_back(str(row["model"])) if limiter and state else (None, None)
             row["held_by"], row["limit_used"] = held
         return rows
-
-
-def build_limiter(job: Job, shared: Shared | None = None) -> Limiter:
-    """The run's limits: the key's, and each model's under it (never above the key's)."""
-    limits = job.limits
-    key = ScopeLimits(
-        limits.concurrency, limits.rpm, limits.tpm, adaptive=False, burst=limits.burst
-    )
-    models = {
-        model.name: ScopeLimits(
-            min(model.concurrency or limits.concurrency, limits.concurrency),
-            model.rpm,
-            model.tpm,
-            adaptive=limits.adaptive and limits.rpm is None,
-            burst=limits.burst,
-        )
-        for model in job.models
-    }
-    return Limiter(key, models, shared=shared)
-
-
-def _retry_policy(job: Job) -> RetryPolicy:
-    limits = job.limits
-    return RetryPolicy(
-        max_retries=limits.max_retries,
-        max_retry_time_s=limits.max_retry_time_s,
-        base_delay_s=limits.backoff_base_s,
-        max_delay_s=max(limits.backoff_max_s, limits.backoff_base_s),
-        max_rate_limited_s=limits.max_rate_limited_s,
-    )
 
 
 async def execute(prepared: Prepared, options: RunOptions, ui: Ui) -> RunReport:

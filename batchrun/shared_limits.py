@@ -44,7 +44,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from batchrun.config import Job
 from batchrun.errors import JobError
-from batchrun.redact import register
+from batchrun.redact import describe_url, register
 
 T = TypeVar("T")
 
@@ -203,14 +203,6 @@ async def open_shared(
     if shared is not None:
         await shared.connect()
     return shared
-
-
-def describe_url(url: str) -> str:
-    """``url`` without a password, for messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 class SharedLimits:
