@@ -1,17 +1,23 @@
 """The JSON Schema of job files and the field reference, both read from the job's models.
 
 Every field of the job's pydantic models (``config.py``, ``providers.py``)
-carries its description as an attribute docstring, which pydantic keeps as
-the field's ``description``: ``job_schema`` puts it into the JSON Schema
-that editors show on hover, and ``field_reference`` into the Markdown that
-``batchrun schema --markdown`` prints, so the two never disagree. ``job_schema`` promises
+carries its description as an attribute docstring. ``field_docs`` reads them
+from the models' source when a schema is asked for (pydantic could read them
+at import, but that parses every model's source on every start of every
+command): ``job_schema`` puts them into the JSON Schema that editors show on
+hover, and ``field_reference`` into the Markdown that ``batchrun schema
+--markdown`` prints, so the two never disagree. ``job_schema`` promises
 to accept every form the job loader accepts, the shorthands included
 (``provider: mock``, a model given as its id alone).
 """
 
 from __future__ import annotations
 
+import ast
+import inspect
+import itertools
 import json
+import textwrap
 from typing import Any
 
 from pydantic import BaseModel
@@ -38,6 +44,10 @@ _MODEL_SHORTHAND = {"type": "string", "description": "A model id alone: {id: <th
 def job_schema() -> dict[str, Any]:
     """The JSON Schema of a job file, shorthands included."""
     document = Job.model_json_schema()
+    described = {model.__name__: model for _, model in _sections()}
+    _describe(document, Job)
+    for name, definition in document.get("$defs", {}).items():
+        _describe(definition, described[name])
     properties = document["properties"]
     provider = properties["provider"]
     provider["oneOf"] = [_MOCK_SHORTHAND, *provider["oneOf"]]
@@ -59,9 +69,40 @@ def field_reference() -> str:
     for section, model in _sections():
         lines += ["", f"## {section}", "", (model.__doc__ or "").strip().splitlines()[0], ""]
         lines += ["| field | default | description |", "| --- | --- | --- |"]
+        docs = field_docs(model)
         for name, field in model.model_fields.items():
-            lines.append(f"| `{name}` | {_default(field)} | {field.description or ''} |")
+            lines.append(f"| `{name}` | {_default(field)} | {docs.get(name, '')} |")
     return "\n".join(lines) + "\n"
+
+
+def field_docs(model: type[BaseModel]) -> dict[str, str]:
+    """Each field's attribute docstring (the string just below it) in ``model`` and its bases."""
+    docs: dict[str, str] = {}
+    for cls in reversed(model.__mro__):
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or cls is BaseModel:
+            continue
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+        body = tree.body[0].body if isinstance(tree.body[0], ast.ClassDef) else []
+        for field, below in itertools.pairwise(body):
+            if (
+                isinstance(field, ast.AnnAssign)
+                and isinstance(field.target, ast.Name)
+                and isinstance(below, ast.Expr)
+                and isinstance(below.value, ast.Constant)
+                and isinstance(below.value.value, str)
+            ):
+                docs[field.target.id] = inspect.cleandoc(below.value.value)
+    return docs
+
+
+def _describe(definition: dict[str, Any], model: type[BaseModel]) -> None:
+    """Give each property of ``model``'s schema its field's docstring as ``description``."""
+    properties = definition.get("properties", {})
+    for name, doc in field_docs(model).items():
+        field = model.model_fields.get(name)
+        key = (field.alias or name) if field is not None else name
+        if key in properties:
+            properties[key]["description"] = doc
 
 
 def _default(field: FieldInfo) -> str:
