@@ -37,7 +37,7 @@ class Failure(click.ClickException):
         click.echo(f"batchrun: error: {redact(self.message)}", err=True)
 
 
-def writing(path: Path, write: Callable[[], T]) -> T:
+def writing(path: Path | str, write: Callable[[], T]) -> T:
     """Call ``write``; a failure to write ``path`` becomes one clear ``OutputError``."""
     import polars as pl
 

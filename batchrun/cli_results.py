@@ -128,27 +128,43 @@ def cancel(job: str, debug: bool) -> None:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the merged file (default: the job's output path).",
+    metavar="PATH|URL",
+    help="Where to write the merged file, a path or an s3://, gs:// or az:// URL "
+    "(default: the job's output path).",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
-def merge(job: str, output: Path | None, debug: bool) -> None:
-    """Join the shard outputs of JOB (run with --shard I/N) into one results file."""
+def merge(job: str, output: str | None, debug: bool) -> None:
+    """Join the shard outputs of JOB (run with --shard I/N) into one results file.
+
+    With an object-storage output.path the shard objects are read from the
+    store, and the merged file is uploaded atomically unless -o is a local path.
+    """
+    import tempfile
+
     from batchrun.config import load_job
     from batchrun.errors import JobError
-    from batchrun.merge import merge_shards, shard_files
-    from batchrun.prepare import resolve_output
+    from batchrun.merge import fetch_remote_shards, shard_files, write_merged
+    from batchrun.objstore import is_remote, sharded_url
+    from batchrun.prepare import remote_output, resolve_output
 
-    def go() -> tuple[Path, int, int]:
+    def go() -> tuple[str, int, int]:
         loaded = load_job(job)
-        target = output or resolve_output(loaded.job.output.path, loaded.job.name)
-        shards = shard_files(resolve_output(loaded.job.output.path, loaded.job.name))
-        if not shards:
-            raise JobError(
-                f"no shard outputs beside {target} (NAME.shard-I-of-N.parquet); "
-                f"run `batchrun run {job} --shard 0/N` and the other shards first"
-            )
-        rows = writing(target, lambda: merge_shards(shards, target))
+        spec, name = loaded.job.output.path, loaded.job.name
+        with tempfile.TemporaryDirectory(prefix="batchrun-merge-") as tmp:
+            if is_remote(spec):
+                url = remote_output(spec, name)
+                target = output or sharded_url(url, None)
+                shards = fetch_remote_shards(url, Path(tmp))
+            else:
+                target = output or str(resolve_output(spec, name))
+                shards = shard_files(resolve_output(spec, name))
+            if not shards:
+                raise JobError(
+                    f"no shard outputs beside {target} (NAME.shard-I-of-N.parquet, or "
+                    "NAME/shard-I-of-N.parquet in object storage); "
+                    f"run `batchrun run {job} --shard 0/N` and the other shards first"
+                )
+            rows = writing(target, lambda: write_merged(shards, target))
         return target, len(shards), rows
 
     target, count, rows = guard(debug, go)

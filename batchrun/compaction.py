@@ -3,8 +3,10 @@
 ``compact`` folds the output's Parquet parts and any earlier output into
 ``output.path`` (one row per request key, the ok row kept over a failed
 one, then the latest), streaming batch by batch into a temporary file that
-replaces the output atomically; the parts go after that. ``current_ok``
-reads the ok rows the output would hold, without writing anything.
+replaces the output atomically; the parts go after that. ``snapshot``
+makes the same fold into another file and leaves the output and its parts
+as they are (a checkpoint of a run still going). ``current_ok`` reads the ok
+rows the output would hold, without writing anything.
 """
 
 from __future__ import annotations
@@ -54,6 +56,41 @@ def compact(
     parts = part_files(output)
     if not parts and output.exists() and transform is None:
         return pl.scan_parquet(output).select(pl.len()).collect().item()  # type: ignore[no-any-return]
+    written = _fold_into(output, output, parts, prompts, transform, metadata)
+    for part in parts:
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+    with contextlib.suppress(OSError):
+        parts_dir(output).rmdir()
+    return written
+
+
+def snapshot(
+    output: Path,
+    target: Path,
+    prompts: pl.DataFrame | None,
+    transform: Transform | None = None,
+    metadata: dict[str, str] | None = None,
+) -> int:
+    """Write into ``target`` what ``compact`` would write into ``output``; the rows written.
+
+    The output and its parts are left as they are, so a run still writing
+    parts can be snapshotted: parts appear whole (renamed into place) and
+    none is removed before the run compacts. ``target`` is replaced
+    atomically.
+    """
+    return _fold_into(output, target, part_files(output), prompts, transform, metadata)
+
+
+def _fold_into(
+    output: Path,
+    target: Path,
+    parts: list[Path],
+    prompts: pl.DataFrame | None,
+    transform: Transform | None,
+    metadata: dict[str, str] | None,
+) -> int:
+    """Fold ``parts`` and the earlier ``output`` into ``target`` (atomically); the rows written."""
     sources = ([output] if output.exists() else []) + parts
     carried = _Carried(prompts) if prompts is not None else None
     schema = _target_schema(sources, carried.frame if carried is not None else None)
@@ -71,13 +108,8 @@ def compact(
             tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS, metadata=metadata
         )
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    replace_atomic(write, output)
-    for part in parts:
-        with contextlib.suppress(FileNotFoundError):
-            part.unlink()
-    with contextlib.suppress(OSError):
-        parts_dir(output).rmdir()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    replace_atomic(write, target)
     return fold.written
 
 

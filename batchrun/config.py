@@ -151,6 +151,8 @@ class OutputSpec(JobSection):
     """Sync the journal to disk at most this often, in seconds (0: every write)."""
     local_dir: str | None = None
     """Where parts and the local copy of an object-storage output are kept."""
+    checkpoint_s: Annotated[float, Field(ge=0, le=86_400, allow_inf_nan=False)] = 300.0
+    """An object-storage output is uploaded this often during a run, in seconds (0: at the end)."""
 
     @field_validator("path")
     @classmethod

@@ -3,12 +3,14 @@
 A job whose ``output.path`` is such a URL runs on a local copy: the parts
 and the compacted output live in a local folder (``output.local_dir``, by
 default ``.batchrun-cache`` beside the job file), and the compacted output
-is uploaded when the run ends, atomically: written under a temporary key,
+is uploaded when the run ends (and at each checkpoint while it sends,
+``batchrun.checkpoint_upload``), atomically: written under a temporary key,
 copied onto its name, the temporary key deleted, so a reader sees the old
 object or the whole new one. A sharded run writes ``NAME/shard-I-of-N.parquet``:
 the shards of one run are one dataset, a folder of Parquet files read as
-one table (``pl.read_parquet("s3://bucket/NAME/*.parquet")``). A run on a
-machine without the local copy starts from the uploaded one.
+one table (``pl.read_parquet("s3://bucket/NAME/*.parquet")``); ``batchrun
+merge`` finds them by listing the folder. A run on a machine without the
+local copy starts from the uploaded one.
 
 Credentials come from the standard environment variables of each store
 (``AWS_*`` with ``AWS_ENDPOINT_URL`` for S3-compatible stores,
@@ -52,7 +54,12 @@ def sharded_url(url: str, shard: tuple[int, int] | None) -> str:
         return url.replace("{shard}", f"{shard[0]}-of-{shard[1]}" if shard else "all")
     if shard is None:
         return url
-    return f"{url.removesuffix('.parquet')}/shard-{shard[0]}-of-{shard[1]}.parquet"
+    return shard_template(url).replace("{shard}", f"{shard[0]}-of-{shard[1]}")
+
+
+def shard_template(url: str) -> str:
+    """The object of shard I of N of ``url``, with ``{shard}`` where ``I-of-N`` goes."""
+    return url if "{shard}" in url else f"{url.removesuffix('.parquet')}/shard-{{shard}}.parquet"
 
 
 def side_key(key: str, suffix: str) -> str:
@@ -90,14 +97,38 @@ def exists(url: str) -> bool:
     return True
 
 
+def list_objects(url: str) -> list[str]:
+    """The URLs of every object under the folder ``url``, at any depth.
+
+    ``OSError`` (with the store's reason) when the store refuses.
+    """
+    import obstore
+
+    base, prefix = split(url)
+    try:
+        listed = obstore.list(store_of(url), prefix=prefix.strip("/") or None).collect()
+    except Exception as exc:  # the store's errors carry no common base but Exception
+        raise OSError(f"cannot list {url}: {_first_line(exc)}") from None
+    return sorted(f"{base}/{item['path']}" for item in listed)
+
+
 def download(url: str, target: Path) -> None:
-    """Copy the object ``url`` to ``target`` (via a temporary file beside it)."""
+    """Copy the object ``url`` to ``target`` (via a temporary file beside it).
+
+    ``FileNotFoundError`` when there is no such object; ``OSError`` (with
+    the store's reason) when the store refuses.
+    """
     import obstore
 
     _, key = split(url)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.download")
-    data = obstore.get(store_of(url), key).bytes()
+    try:
+        data = obstore.get(store_of(url), key).bytes()
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # the store's errors carry no common base but Exception
+        raise OSError(f"cannot download {url}: {_first_line(exc)}") from None
     partial.write_bytes(bytes(data))
     partial.replace(target)
 

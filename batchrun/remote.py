@@ -5,7 +5,8 @@
 (so two runs of one shard never write at once, wherever they start), the
 local copy fetched from the store when this machine has none (an ephemeral
 runner continues where the last one stopped), and the atomic upload of the
-compacted output at the end.
+compacted output at the end (``batchrun.checkpoint_upload`` uploads it at
+checkpoints while the job sends).
 """
 
 from __future__ import annotations

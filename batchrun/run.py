@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from batchrun.checkpoint_upload import checkpoint_uploads
 from batchrun.compaction import compact
 from batchrun.endpoint import open_client
 from batchrun.errors import JobError
@@ -378,7 +379,8 @@ async def execute(prepared: Prepared, options: RunOptions, ui: Ui) -> RunReport:
 
     SIGINT and SIGTERM stop new sends and give requests in flight
     ``options.grace_s`` to finish; a second signal stops at once. The output
-    is written once, at the end, whatever the ending.
+    is written once, at the end, whatever the ending; an object-storage
+    output is also uploaded at checkpoints while the job sends.
     """
     run_id = new_run_id()
     ui.begin(run_id, f"job {prepared.job.name} ({prepared.loaded.path}), output {prepared.output}")
@@ -390,7 +392,8 @@ async def execute(prepared: Prepared, options: RunOptions, ui: Ui) -> RunReport:
     try:
         remote.open(run_id, ui.notify)
         run = Run(prepared, options, ui, run_id)
-        await run.send()
+        async with checkpoint_uploads(prepared, run_id, ui.notify):
+            await run.send()
         judges: list[RunReport] = []
         judged: dict[str, Path] = {}
         if run.ending is Ending.FINISHED:

@@ -56,13 +56,9 @@ def set_aside_superseded(output: Path, plan: Plan) -> set[str]:
     The caller drops those keys from the output when it compacts. Nothing is
     read when the plan is the one that last wrote the output.
     """
-    sources = ([output] if output.exists() else []) + part_files(output)
-    current = fingerprint(plan)
-    marker = fingerprint_path(output)
-    if not sources or _read(marker) == current:
-        return set()
-    keys = _superseded(sources, plan)
+    keys = superseded_keys(output, plan)
     if keys:
+        sources = ([output] if output.exists() else []) + part_files(output)
         rows = pl.concat(
             [pl.scan_parquet(s).filter(pl.col("request_key").is_in(keys)) for s in sources],
             how="diagonal_relaxed",
@@ -72,6 +68,14 @@ def set_aside_superseded(output: Path, plan: Plan) -> set[str]:
             rows = pl.concat([pl.read_parquet(sidecar), rows], how="diagonal_relaxed")
         write_parquet_atomic(rows, sidecar)
     return keys
+
+
+def superseded_keys(output: Path, plan: Plan) -> set[str]:
+    """The request keys ``set_aside_superseded`` would move, moving nothing."""
+    sources = ([output] if output.exists() else []) + part_files(output)
+    if not sources or _read(fingerprint_path(output)) == fingerprint(plan):
+        return set()
+    return _superseded(sources, plan)
 
 
 def record_fingerprint(output: Path, plan: Plan) -> None:

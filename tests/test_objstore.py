@@ -150,3 +150,69 @@ def test_kill_9_of_a_shard_then_rerun_ends_complete(
     table = pl.read_parquet(f"s3://{s3_bucket}/results/out/*.parquet")
     assert table.height == 120
     assert table["request_key"].n_unique() == 120
+
+
+def test_merge_joins_shard_objects_into_one_uploaded_object(
+    gateway: GatewayThread, s3_bucket: str, tmp_path: Path
+) -> None:
+    """`merge` reads the shards' objects from the store and uploads one object, each row once;
+    a plain run on a new runner then starts from it and sends nothing."""
+    job = _job(tmp_path, gateway.url, s3_bucket, count=20)
+    for index in range(2):
+        assert invoke("run", str(job), "--shard", f"{index}/2").exit_code == 0
+    result = invoke("merge", str(job))
+    assert result.exit_code == 0, result.output
+    target = f"s3://{s3_bucket}/results/out.parquet"
+    assert f"merged 2 shard files into {target} (40 rows)" in result.stdout
+    merged = pl.read_parquet(target)
+    assert merged.height == 40 and merged["request_key"].n_unique() == 40
+    assert not [key for key in _keys(s3_bucket) if key.endswith(".uploading")]
+    for path in sorted((tmp_path / ".batchrun-cache").rglob("*"), reverse=True):
+        path.rmdir() if path.is_dir() else path.unlink()
+    sent = gateway.gateway.stats.requests
+    assert invoke("run", str(job)).exit_code == 0
+    assert gateway.gateway.stats.requests == sent
+
+
+def test_merge_of_shard_objects_into_a_local_file(
+    gateway: GatewayThread, s3_bucket: str, tmp_path: Path
+) -> None:
+    """`merge -o PATH` writes the shard objects' rows to a local file."""
+    job = _job(tmp_path, gateway.url, s3_bucket, count=10)
+    for index in range(3):
+        assert invoke("run", str(job), "--shard", f"{index}/3").exit_code == 0
+    result = invoke("merge", str(job), "-o", "merged.parquet")
+    assert result.exit_code == 0, result.output
+    assert "merged 3 shard files" in result.stdout
+    assert pl.read_parquet(tmp_path / "merged.parquet")["request_key"].n_unique() == 20
+    assert f"s3://{s3_bucket}/results/out.parquet" not in [
+        f"s3://{s3_bucket}/{key}" for key in _keys(s3_bucket)
+    ]
+
+
+def test_merge_without_shard_objects_says_so(
+    gateway: GatewayThread, s3_bucket: str, tmp_path: Path
+) -> None:
+    """No shard has uploaded yet: one line naming what to run, exit 2."""
+    result = invoke("merge", str(_job(tmp_path, gateway.url, s3_bucket)))
+    assert result.exit_code == 2
+    assert "no shard outputs" in result.output and "--shard 0/N" in result.output
+
+
+def test_merge_finds_shard_objects_named_by_a_shard_placeholder(
+    gateway: GatewayThread, s3_bucket: str, tmp_path: Path
+) -> None:
+    """An output.path with {shard}: the shards' objects are found and merged into `all`."""
+    job = job_dict(
+        gateway.url,
+        input={"path": _put_prompts(s3_bucket, tmp_path, 8), "id_column": "id"},
+        output={"path": f"s3://{s3_bucket}/results/{{shard}}/out.parquet"},
+    )
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(job, sort_keys=False))
+    for index in range(2):
+        assert invoke("run", str(path), "--shard", f"{index}/2").exit_code == 0
+    result = invoke("merge", str(path))
+    assert result.exit_code == 0, result.output
+    merged = pl.read_parquet(f"s3://{s3_bucket}/results/all/out.parquet")
+    assert merged.height == 16 and merged["request_key"].n_unique() == 16

@@ -85,3 +85,26 @@ def test_unknown_prompt_gets_null_carried_columns(tmp_path: Path) -> None:
     compact(output, pl.DataFrame({PROMPT_ID: ["p1"], "question": ["q1"]}))
     frame = pl.read_parquet(output).sort("request_key")
     assert frame["question"].to_list() == [None, "q1"]
+
+
+def test_snapshot_folds_like_compact_and_leaves_output_and_parts(tmp_path: Path) -> None:
+    """A checkpoint's snapshot holds what compaction would write; the output and parts stay."""
+    from batchrun.compaction import snapshot
+
+    output = tmp_path / "r.parquet"
+    prompts = pl.DataFrame({PROMPT_ID: ["p1", "p2"], "question": ["q1", "q2"]})
+    first = ResultSink(output, "run-a", "job")
+    first.add(result("k1", "error"))
+    first.flush()
+    compact(output, prompts)
+    earlier = output.read_bytes()
+    second = ResultSink(output, "run-b", "job")
+    second.add(result("k1", "ok"))
+    second.add(result("k2", "ok", "p2"))
+    second.flush()
+    parts = part_files(output)
+    target = tmp_path / ".r.parquet.checkpoint.parquet"
+    assert snapshot(output, target, prompts) == 2
+    assert output.read_bytes() == earlier and part_files(output) == parts
+    compact(output, prompts)
+    assert pl.read_parquet(target).equals(pl.read_parquet(output))
