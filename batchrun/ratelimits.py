@@ -105,6 +105,10 @@ class RateLimitAdvice:
 
 def read_advice(headers: Mapping[str, str], now: Now = time.time) -> RateLimitAdvice | None:
     """The rate-limit advice in ``headers`` (any dialect of the table), or None if none."""
+    # Most answers carry none: one search of all the names says so, without a loop.
+    names = "\n".join(headers).lower()
+    if "retry-after" not in names and "ratelimit" not in names and "rate_limit" not in names:
+        return None
     retry: float | None = None
     budgets: dict[tuple[str, str], dict[str, float]] = {}
     fixed: set[tuple[str, str]] = set()

@@ -117,7 +117,7 @@ class AiohttpTransport:
         if request.stream:
             return await self._send_stream(request)
         try:
-            response = await self._open(request, None)
+            response = await self._open(request)
             async with response:
                 return HttpResponse(response.status, response.headers, await response.read())
         except TimeoutError:
@@ -164,25 +164,43 @@ class AiohttpTransport:
         return self._connection_failure(exc)
 
     async def _open(
-        self, request: HttpRequest, limits: aiohttp.ClientTimeout | None
+        self, request: HttpRequest, limits: aiohttp.ClientTimeout | None = None
     ) -> aiohttp.ClientResponse:
         """The response to ``request``, redirects followed; its body not read yet.
+
+        ``limits`` bound a streamed request; others have the session's.
+        """
+        assert self._session is not None, "use AiohttpTransport as an async context manager"
+        limits = limits or self._session.timeout
+        response = await self._session.request(
+            request.method,
+            request.url,
+            data=request.body,
+            headers=request.headers,
+            allow_redirects=False,
+            timeout=limits,
+        )
+        if response.status in _REDIRECTS and "Location" in response.headers:
+            return await self._follow(request, response, limits)
+        return response
+
+    async def _follow(
+        self,
+        request: HttpRequest,
+        response: aiohttp.ClientResponse,
+        limits: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        """Follow the redirects ``response`` begins, to the first answer that is not one.
 
         A redirect to another origin drops the request's own headers (the
         key and the provider's headers); 301, 302 and 303 turn a POST into a
         GET without a body, as browsers and aiohttp do.
         """
-        assert self._session is not None, "use AiohttpTransport as an async context manager"
+        assert self._session is not None
         method, url, headers, body = request.method, request.url, request.headers, request.body
-        limits = limits or self._session.timeout
-        for _ in range(MAX_REDIRECTS + 1):
-            response = await self._session.request(
-                method, url, data=body, headers=headers, allow_redirects=False, timeout=limits
-            )
-            if response.status not in _REDIRECTS:
-                return response
+        for _ in range(MAX_REDIRECTS):
             location = response.headers.get("Location")
-            if not location:
+            if response.status not in _REDIRECTS or not location:
                 return response
             response.release()
             target = url.join(yarl.URL(location))
@@ -191,7 +209,13 @@ class AiohttpTransport:
             if response.status == 303 or (response.status in (301, 302) and method == "POST"):
                 method, body = "GET", None
             url = target
-        raise ConnectionFailure(f"more than {MAX_REDIRECTS} redirects from {request.url}")
+            response = await self._session.request(
+                method, url, data=body, headers=headers, allow_redirects=False, timeout=limits
+            )
+        if response.status in _REDIRECTS and response.headers.get("Location"):
+            response.release()
+            raise ConnectionFailure(f"more than {MAX_REDIRECTS} redirects from {request.url}")
+        return response
 
     def _timed_out(self) -> TimeoutFailure:
         return TimeoutFailure(
