@@ -24,10 +24,11 @@ def status(job: str, shard: str | None, as_json: bool, debug: bool) -> None:
     batches still pending (mode: batch) with their counts and age. Sends
     nothing and writes nothing.
     """
-    from batchrun.batch.pending import PendingRecord, describe
+    from batchrun.batch.mode import BATCH_KINDS
     from batchrun.cli import _parse_shard
     from batchrun.display import money
     from batchrun.prepare import prepare
+    from batchrun.remote_work import describe, read_record
     from batchrun.status import job_status
     from batchrun.summary import format_table
 
@@ -36,7 +37,8 @@ def status(job: str, shard: str | None, as_json: bool, debug: bool) -> None:
         debug, lambda: prepare(job, shard=slice_, require_key=False, check_output=False)
     )
     found = guard(debug, lambda: job_status(prepared))
-    batches = describe(PendingRecord(prepared.output).works)
+    record = guard(debug, lambda: read_record(prepared.output))
+    batches = describe(record.of(BATCH_KINDS))
     if as_json:
         payload = {**asdict(found), "cost_usd": found.cost_usd, "pending_batches": batches}
         click.echo(json.dumps(payload, indent=2, default=str))

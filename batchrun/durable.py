@@ -3,6 +3,8 @@
 ``write_atomic`` promises: the bytes go to a temporary name beside the
 target, are synced, renamed into place, and the folder is synced, so a
 crash leaves the old file or the new one, never a torn one.
+``remove_durably`` removes a file and syncs its folder, so the removal
+too outlives a crash.
 """
 
 from __future__ import annotations
@@ -26,9 +28,22 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+    _sync_folder(path.parent)
+
+
+def remove_durably(path: Path) -> None:
+    """Remove ``path`` if it is there, and sync its folder (raises ``OSError``)."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
     with contextlib.suppress(OSError):
-        folder = os.open(path.parent, os.O_RDONLY)
+        descriptor = os.open(folder, os.O_RDONLY)
         try:
-            os.fsync(folder)
+            os.fsync(descriptor)
         finally:
-            os.close(folder)
+            os.close(descriptor)

@@ -4,8 +4,9 @@
 otherwise a ``MediaSender``: each answer's files (``Answer.blobs``,
 fetched first when they are URLs) checked and written by the
 ``ArtifactStore`` and named in ``artifact_paths``; video requests run as
-tasks recorded in the output's ``PendingWork`` (``video_tasks.py``); the
-characters and seconds a request is priced by filled in.
+tasks recorded in the output's ``RemoteRecord`` (``video_tasks.py``), and
+``settle_tasks`` drops those whose rows are written; the characters and
+seconds a request is priced by filled in.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from batchrun.artifacts import ArtifactStore
 from batchrun.formats import FORMATS
 from batchrun.formats.base import Api
 from batchrun.formats.video import VideoFormat
-from batchrun.pending import PendingWork, pending_path
 from batchrun.record import Answer, Request
+from batchrun.remote_work import TASK_KINDS, RemoteRecord
 from batchrun.video_tasks import VideoTasks
 
 if TYPE_CHECKING:
@@ -38,11 +39,12 @@ MEDIA_APIS = frozenset(
 class MediaSender:
     """A ``Sender`` that stores answers' files and runs video tasks, over one client."""
 
-    def __init__(self, client: GatewayClient, output: Path, secrets: list[str]) -> None:
+    def __init__(
+        self, client: GatewayClient, output: Path, record: RemoteRecord, secrets: list[str]
+    ) -> None:
         self._client = client
         self.store = ArtifactStore(output)
-        self.pending = PendingWork(pending_path(output))
-        self.tasks = VideoTasks(client, self.pending, self.store, secrets=secrets)
+        self.tasks = VideoTasks(client, record, self.store, secrets=secrets)
 
     async def complete(self, request: Request) -> Answer:
         """The answer of ``request`` with its files written and named."""
@@ -80,23 +82,23 @@ class MediaSender:
 def media_sender(
     client: GatewayClient,
     output: Path,
+    record: RemoteRecord,
     models: list[PlannedModel],
     done: Container[str],
     secrets: list[str],
 ) -> Sender:
-    """The client itself for text formats; a ``MediaSender`` with its pending work pruned."""
+    """The client itself for text formats; else a ``MediaSender``, the tasks of ``done``
+    requests dropped from ``record`` first."""
     if not any(model.api in MEDIA_APIS for model in models):
         return client
-    sender = MediaSender(client, output, secrets)
-    sender.pending.prune({key for key in sender.pending.entries() if key in done})
-    return sender
+    record.settle(done, TASK_KINDS)
+    return MediaSender(client, output, record, secrets)
 
 
-def settle_pending(output: Path) -> None:
-    """Forget the pending work whose rows are now written (after a flush)."""
-    path = pending_path(output)
-    if path.exists():
+def settle_tasks(record: RemoteRecord, output: Path) -> None:
+    """Drop the video tasks whose rows are now written (after a flush)."""
+    if record.of(TASK_KINDS):
         from batchrun.store import done_keys
 
         with contextlib.suppress(OSError):
-            PendingWork(path).prune(done_keys(output))
+            record.settle(done_keys(output), TASK_KINDS)

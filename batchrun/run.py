@@ -26,13 +26,14 @@ from batchrun.finishing import file_metadata, output_finisher, score_means
 from batchrun.limits import Limiter
 from batchrun.lock import RunLock
 from batchrun.manifest import manifest_path, write_manifest
-from batchrun.media_sender import media_sender, settle_pending
+from batchrun.media_sender import media_sender, settle_tasks
 from batchrun.plan import Request
 from batchrun.prepare import Prepared
 from batchrun.pricing import batch_price, row_cost
 from batchrun.progress import Progress
 from batchrun.queries import check_models, report_balance
 from batchrun.remote import publish, remote_output
+from batchrun.remote_work import RemoteRecord, read_record
 from batchrun.run_limits import build_limiter, connect_shared, retry_policy
 from batchrun.run_report import Ending, MaxFailures, OutputState, RunReport
 from batchrun.runner import Runner, RunOutcome
@@ -189,6 +190,7 @@ class Run:
         skip = self._resume()
         if skip is None:
             return
+        remote_work = self._remote_work()
         shard = self.options.shard
         self.todo = {
             model.name: plan.count(skip=skip, shard=shard, models=[model]) for model in online
@@ -211,12 +213,12 @@ class Run:
         try:
             async with (
                 open_client(job, self.prepared.api_key) as (base_url, client),
-                batch_lane(self, base_url) as lane,
+                batch_lane(self, base_url, remote_work) as lane,
             ):
                 if self.pending:
                     await self._before_sending(client, base_url, limiter)
                 secrets = [self.prepared.api_key] if self.prepared.api_key else []
-                sender = media_sender(client, self.output, plan.models, skip, secrets)
+                sender = media_sender(client, self.output, remote_work, plan.models, skip, secrets)
                 self._runner = Runner(sender, self.record, limiter, retry=retry_policy(job))
                 if self.storage_error is not None:
                     self._runner.stop()
@@ -226,10 +228,17 @@ class Run:
             ticker.cancel()
             self._progress.close()
             self.flush()
-            settle_pending(self.output)
+            settle_tasks(remote_work, self.output)
             if shared is not None:
                 self.shared_wait_s = await shared.close()
         self.paces = {name: scope.pace_per_minute for name, scope in limiter.models.items()}
+
+    def _remote_work(self) -> RemoteRecord:
+        """The output's one record of batches and video tasks (unreadable: a located JobError)."""
+        try:
+            return read_record(self.output)
+        except JobError as exc:
+            raise self.prepared.loaded.locate(exc) from None
 
     def _resume(self) -> Container[str] | None:
         """Heal the output's files (set them aside for --fresh); the keys done, None if failed."""

@@ -1,22 +1,30 @@
 """A video request's lifecycle: submit once, record the task, poll with backoff, fetch the file.
 
-``VideoTasks.complete`` promises one ``Answer`` (the video written beside
-the output) per request, and never a second submission of a request whose task is
-recorded: the task id is written to the output's ``PendingWork`` (synced)
-as soon as the gateway names it, so a run stopped or killed while tasks
-run collects them on its next start. A poll that fails is retried by the
-runner like any request, and resumes the recorded task; a task the gateway
-says failed is forgotten (a rerun with ``--retry-errors`` submits again);
-a task still running after ``TASK_TIMEOUT_S`` ends its row with an error
-and stays recorded, so the next run collects it. A video fetched and
-written is named in its record, so it is never fetched twice.
+``VideoTasks.complete`` promises one ``Answer`` per request (the video
+written beside the output), and never a second submission of a request
+whose task is recorded. The lifecycle is the batch lane's, over the same
+parts:
+
+- the task is a ``RemoteJob`` of one key in the output's ``RemoteRecord``,
+  recorded (synced) as soon as the gateway names it, so a run stopped or
+  killed while tasks run collects them on its next start;
+- it is polled by ``remote_poll.poll_until``;
+- it is dropped from the record once its row is written
+  (``media_sender.settle_tasks``).
+
+What is a task's own is ``TaskApi``: the submission, the status, the file
+(a per-task download, where a batch has an input file and a results file).
+A poll that fails is retried by the runner like any request, and resumes
+the recorded task. A task the gateway says failed is forgotten (a rerun
+with ``--retry-errors`` submits again). A task still running after
+``TASK_TIMEOUT_S`` ends its row with an error. A video fetched and written
+is named in its job's ``detail``, so it is never fetched twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from batchrun.artifacts import ArtifactStore
@@ -25,24 +33,60 @@ from batchrun.errors import RowError, ServerError
 from batchrun.formats.base import NO_USAGE, reply_of
 from batchrun.formats.media import media_answer
 from batchrun.formats.video import TaskState, VideoFormat
-from batchrun.pending import PendingWork
 from batchrun.record import Answer, Request
+from batchrun.remote_poll import Backoff, Sleep, poll_until
+from batchrun.remote_work import TASK_KINDS, RemoteJob, RemoteRecord, task_kind
 from batchrun.wire import JsonObject
 
-POLL_FIRST_S = 0.25
-POLL_MAX_S = 15.0
-POLL_GROWTH = 1.5
+POLL = Backoff(first_s=0.25, most_s=15.0, growth=1.5)
 TASK_TIMEOUT_S = 3600.0
-Sleep = Callable[[float], Awaitable[None]]
+
+
+class TaskApi:
+    """One video API's task steps over the run's client: submit, status, file."""
+
+    def __init__(self, client: Any, format: VideoFormat, secrets: list[str]) -> None:
+        self.client = client
+        self.format = format
+        self.secrets = secrets
+        self.kind = task_kind(format.api)
+
+    async def submit(self, request: Request) -> str:
+        """Submit ``request``; the task id the gateway gives it."""
+        format = self.format
+        response = await self.client.exchange(format.api, "POST", request.model.path, request.body)
+        task_id = format.task_id_of(self._payload(response))
+        if task_id is None:
+            raise ServerError(
+                format.no_answer + snippet(response.body, self.secrets),
+                http_status=response.status,
+            )
+        return task_id
+
+    async def state(self, task_id: str) -> TaskState:
+        """How the task stands."""
+        path = self.format.status_path(task_id)
+        response = await self.client.exchange(self.format.api, "GET", path)
+        return self.format.state_of(self._payload(response))
+
+    async def fetch(self, task_id: str, state: TaskState, bound: int) -> bytes:
+        """The finished task's file, at most ``bound`` bytes."""
+        url = state.url or self.format.content_path(task_id)
+        if url is None:
+            raise ServerError(f"the video task {task_id} is done but names no file")
+        return bytes(await self.client.download(url, self.format.api, bound))
+
+    def _payload(self, response: Any) -> JsonObject:
+        return answer_payload(response.status, response.headers, response.body, self.secrets)
 
 
 class VideoTasks:
-    """Runs the video tasks of one output through a client, recording them in ``pending``."""
+    """Runs the video tasks of one output through a client, recording them in ``record``."""
 
     def __init__(
         self,
         client: Any,
-        pending: PendingWork,
+        record: RemoteRecord,
         store: ArtifactStore,
         *,
         secrets: list[str],
@@ -50,7 +94,7 @@ class VideoTasks:
         timeout_s: float = TASK_TIMEOUT_S,
     ) -> None:
         self._client = client
-        self._pending = pending
+        self._record = record
         self._store = store
         self._secrets = secrets
         self._sleep = sleep
@@ -61,76 +105,60 @@ class VideoTasks:
     async def complete(self, request: Request, format: VideoFormat) -> Answer:
         """The finished video of ``request``: its recorded task, or a new one submitted."""
         started = time.perf_counter()
-        entry = self._pending.get(request.key)
-        if entry is None or entry.get("api") != format.api:
-            entry = await self._submit(request, format)
+        api = TaskApi(self._client, format, self._secrets)
+        job = self._record.find(request.key, TASK_KINDS)
+        if job is not None and job.kind != api.kind:
+            self._record.remove(job)  # recorded under another API: not this request's task
+            job = None
+        if job is None:
+            job = await self._submit(api, request)
         else:
             self.collected += 1
-        task_id = str(entry["task_id"])
-        saved = entry.get("artifact")
+        task_id = str(job.remote_id)
+        saved = job.detail.get("artifact")
         if not (isinstance(saved, str) and self._store.has(saved)):
-            state = await self._wait(format, task_id)
-            data = await self._fetch(format, task_id, state)
+            state = await self._wait(api, job)
+            data = await api.fetch(task_id, state, self._store.max_artifact_bytes)
             saved, mime = await asyncio.to_thread(self._store.save, data, "video/*")
             seconds = state.seconds if state.seconds is not None else _seconds(request)
-            entry = {**entry, "artifact": saved, "type": mime, "seconds": seconds}
-            self._pending.add(request.key, entry)
+            job.detail.update(artifact=saved, type=mime, seconds=seconds)
+            self._record.save()
         return media_answer(
             reply_of(200, {}, time.perf_counter() - started),
             NO_USAGE,
             artifact_paths=[saved],
-            artifact_type=entry.get("type"),
-            media_seconds=entry.get("seconds"),
+            artifact_type=job.detail.get("type"),
+            media_seconds=job.detail.get("seconds"),
             response_id=task_id,
         )
 
-    async def _submit(self, request: Request, format: VideoFormat) -> JsonObject:
-        model = request.model
-        response = await self._client.exchange(format.api, "POST", model.path, request.body)
-        payload = answer_payload(response.status, response.headers, response.body, self._secrets)
-        task_id = format.task_id_of(payload)
-        if task_id is None:
-            raise ServerError(
-                format.no_answer + snippet(response.body, self._secrets),
-                http_status=response.status,
-            )
-        entry = {"task_id": task_id, "api": format.api, "model": model.name, "at": time.time()}
-        self._pending.add(request.key, entry)
+    async def _submit(self, api: TaskApi, request: Request) -> RemoteJob:
+        task_id = await api.submit(request)
+        job = RemoteJob.new(api.kind, request.model.name, [request.key])
+        self._record.submitted(job, task_id, at=job.prepared_at)
         self.submitted += 1
-        return entry
+        return job
 
-    async def _wait(self, format: VideoFormat, task_id: str) -> TaskState:
-        """Poll the task until it is done: at ``POLL_FIRST_S``, growing to ``POLL_MAX_S``."""
-        delay = POLL_FIRST_S
-        deadline = time.monotonic() + self._timeout_s
-        while True:
-            response = await self._client.exchange(format.api, "GET", format.status_path(task_id))
-            payload = answer_payload(
-                response.status, response.headers, response.body, self._secrets
-            )
-            state = format.state_of(payload)
+    async def _wait(self, api: TaskApi, job: RemoteJob) -> TaskState:
+        """Poll the task until it is done, with ``POLL``'s backoff."""
+        task_id = str(job.remote_id)
+
+        async def poll() -> TaskState | None:
+            state = await api.state(task_id)
             if state.done:
                 return state
             if state.error is not None:
-                self._forget(task_id)
+                self._record.remove(job)
                 raise RowError(state.error)
-            if time.monotonic() >= deadline:
-                raise RowError(
-                    f"the video task {task_id} was not done after {self._timeout_s:g} s; it "
-                    "stays recorded and the next run collects it"
-                )
-            await self._sleep(delay)
-            delay = min(POLL_MAX_S, delay * POLL_GROWTH)
+            return None
 
-    async def _fetch(self, format: VideoFormat, task_id: str, state: TaskState) -> bytes:
-        url = state.url or format.content_path(task_id)
-        if url is None:
-            raise ServerError(f"the video task {task_id} is done but names no file")
-        return bytes(await self._client.download(url, format.api, self._store.max_artifact_bytes))
-
-    def _forget(self, task_id: str) -> None:
-        keys = [k for k, e in self._pending.entries().items() if e.get("task_id") == task_id]
-        self._pending.remove(keys)
+        state = await poll_until(poll, POLL, sleep=self._sleep, timeout_s=self._timeout_s)
+        if state is None:
+            raise RowError(
+                f"the video task {task_id} was not done after {self._timeout_s:g} s; it "
+                "stays recorded and the next run collects it"
+            )
+        return state
 
 
 def _seconds(request: Request) -> float | None:

@@ -6,6 +6,8 @@ import contextlib
 import json
 import os
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -103,6 +105,17 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
     """Run the batchrun CLI in-process, stdout and stderr kept apart."""
     runner = CliRunner()
     return runner.invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+def spawn_run(*args: str) -> subprocess.Popen[str]:
+    """``batchrun run ARGS`` as its own process (as cron runs it), with the test key."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "batchrun", "run", *args],
+        env={**os.environ, KEY_ENV: TEST_KEY},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def find_sentinel(root: Path, texts: list[str], sentinel: str = SENTINEL) -> list[str]:

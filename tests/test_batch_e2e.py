@@ -7,7 +7,6 @@ the issue asks for it, so it holds batches across the runs of a test.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -21,13 +20,13 @@ from typing import Any
 
 import polars as pl
 import pytest
-from conftest import KEY_ENV, TEST_KEY, invoke, job_dict, make_prompts, write_job
+from conftest import invoke, job_dict, make_prompts, spawn_run, write_job
 
-from batchrun.batch.pending import pending_path
 from batchrun.config import Price
 from batchrun.gateway import GatewayThread
 from batchrun.gateway.settings import BatchSettings
 from batchrun.pricing import cost_usd
+from batchrun.remote_work import record_path
 
 OUTPUT = Path("out/results.parquet")
 PRICES = {
@@ -75,17 +74,6 @@ def batch_job(base_url: str, rows: int = 50, **overrides: Any) -> None:
     write_job(Path("job.yaml"), job)
 
 
-def spawn(*args: str) -> subprocess.Popen[str]:
-    """``batchrun run`` as its own process, as cron runs it."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "batchrun", "run", *args],
-        env={**os.environ, KEY_ENV: TEST_KEY},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -124,7 +112,7 @@ def test_done_when_submit_then_wait_collects_100_at_half_price_then_nothing_more
         assert again.exit_code == 0, again.output
         assert "submitted" not in again.stderr
         assert len(created(url)) == 2
-        assert not pending_path(OUTPUT).exists()
+        assert not record_path(OUTPUT).exists()
 
 
 @pytest.mark.parametrize("first", ["openai", "anthropic"])
@@ -135,11 +123,11 @@ def test_kill_9_while_the_provider_takes_a_batch_submits_nothing_twice(first: st
     models: list[Any] = ["model-a", {"id": "claude-sonnet-4-5", "api": "messages"}]
     with gateway_process("delay_s=0.5", "accept_delay_s=3") as url:
         batch_job(url, models=models if first == "openai" else models[::-1])
-        process = spawn("job.yaml", "--quiet")
+        process = spawn_run("job.yaml", "--quiet")
         until(lambda: len(created(url)) == 1)
         process.kill()
         process.communicate()
-        record = json.loads(pending_path(OUTPUT).read_text())["works"]
+        record = json.loads(record_path(OUTPUT).read_text())["jobs"]
         assert [w["remote_id"] for w in record] == [None]  # the run never heard back
 
         rerun = invoke("run", "job.yaml", "--wait")
@@ -155,8 +143,8 @@ def test_kill_9_while_waiting_loses_nothing() -> None:
     """Killed while --wait polls, the next run collects both batches without resubmitting."""
     with gateway_process("delay_s=2") as url:
         batch_job(url)
-        process = spawn("job.yaml", "--wait", "--quiet")
-        until(lambda: len(created(url)) == 2 and pending_path(OUTPUT).exists())
+        process = spawn_run("job.yaml", "--wait", "--quiet")
+        until(lambda: len(created(url)) == 2 and record_path(OUTPUT).exists())
         until(lambda: all(w["remote_id"] for w in _works()))
         process.kill()
         process.communicate()
@@ -169,7 +157,7 @@ def test_kill_9_while_waiting_loses_nothing() -> None:
 
 def _works() -> list[dict[str, Any]]:
     try:
-        return list(json.loads(pending_path(OUTPUT).read_text())["works"])
+        return list(json.loads(record_path(OUTPUT).read_text())["jobs"])
     except (FileNotFoundError, ValueError):
         return []
 

@@ -11,10 +11,10 @@ import polars as pl
 import pytest
 from conftest import invoke, job_dict, make_prompts, write_job
 
-from batchrun.batch.pending import pending_path
 from batchrun.gateway import GatewayThread
 from batchrun.gateway.batches import BatchStore
 from batchrun.gateway.settings import BatchSettings
+from batchrun.remote_work import record_path
 from batchrun.store import part_files
 
 OUTPUT = Path("out/results.parquet")
@@ -54,7 +54,7 @@ def test_a_gateway_without_batches_stops_with_one_line_and_sends_nothing_else(
     assert "does not serve a batch API (404 on GET /v1/batches)" in lines[-1]
     assert "Traceback" not in result.output
     assert dict(gw.gateway.stats.by_path) == {"/v1/batches": 1}
-    assert not pending_path(OUTPUT).exists()
+    assert not record_path(OUTPUT).exists()
 
 
 def test_an_openai_batch_failing_validation_names_the_line_and_exits_2(
@@ -71,7 +71,7 @@ def test_an_openai_batch_failing_validation_names_the_line_and_exits_2(
     )
     assert "fix the job and rerun" in second.stderr
     assert set(rows()["error_type"]) == {"batch_failed"}
-    assert not pending_path(OUTPUT).exists()
+    assert not record_path(OUTPUT).exists()
     third = invoke("run", "job.yaml", "--wait")  # the gateway accepts the next one
     assert third.exit_code == 0, third.output
     assert set(pl.read_parquet(OUTPUT)["status"]) == {"ok"}
@@ -85,7 +85,7 @@ def test_an_anthropic_batch_refused_at_creation_exits_2_and_leaves_nothing_pendi
     result = invoke("run", "job.yaml")
     assert result.exit_code == 2
     assert "refused the batch as invalid: requests.0.params.model" in result.stderr
-    assert not pending_path(OUTPUT).exists()
+    assert not record_path(OUTPUT).exists()
     assert store_of(gw).batches == {}
 
 
@@ -176,7 +176,7 @@ def test_status_shows_pending_batches_and_cancel_cancels_them(start_gateway: Sta
     assert cancelled.exit_code == 0, cancelled.output
     assert "asked the provider to cancel 2 batch(es)" in cancelled.stdout
     assert all(b.cancelled_at is not None for b in store_of(gw).batches.values())
-    record = json.loads(pending_path(OUTPUT).read_text())["works"]
+    record = json.loads(record_path(OUTPUT).read_text())["jobs"]
     assert {w["status"] for w in record} == {"cancelling"}
 
     store_of(gw).config.delay_s = 0

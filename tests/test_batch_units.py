@@ -15,11 +15,11 @@ from batchrun.batch import lines as batch_lines
 from batchrun.batch.api import Listed
 from batchrun.batch.lane import _match
 from batchrun.batch.lines import ApiLimits, encode_line, split
-from batchrun.batch.pending import PendingRecord, PendingWork, pending_path
 from batchrun.batch.results import RowMaker, read_lines
 from batchrun.config import Job, Price
 from batchrun.plan import Request, build_plan
 from batchrun.pricing import batch_price
+from batchrun.remote_work import RemoteJob, RemoteRecord, record_path
 from batchrun.templates import compile_prompt
 
 
@@ -78,22 +78,22 @@ def test_split_keeps_each_batch_within_batch_size_and_the_api_byte_limit(
 
 def test_the_pending_record_is_synced_and_renamed_into_place(tmp_path: Path) -> None:
     output = tmp_path / "out" / "r.parquet"
-    record = PendingRecord(output)
-    work = PendingWork.new("openai-batch", "model-a", ["a" * 32, "b" * 32])
+    record = RemoteRecord(output)
+    work = RemoteJob.new("openai-batch", "model-a", ["a" * 32, "b" * 32])
     record.add(work)
-    assert json.loads(pending_path(output).read_text())["works"][0]["remote_id"] is None
+    assert json.loads(record_path(output).read_text())["jobs"][0]["remote_id"] is None
     work.remote_id = "batch_1"
     record.save()
-    again = PendingRecord(output)
-    assert again.works == [work] and again.keys() == {"a" * 32, "b" * 32}
-    assert [p.name for p in output.parent.iterdir()] == [pending_path(output).name]
+    again = RemoteRecord(output)
+    assert again.jobs == [work] and again.keys({"openai-batch"}) == {"a" * 32, "b" * 32}
+    assert [p.name for p in output.parent.iterdir()] == [record_path(output).name]
     record.remove(work)
-    assert not pending_path(output).exists()
+    assert not record_path(output).exists()
 
 
 def test_an_unconfirmed_anthropic_submission_is_matched_by_size_and_time() -> None:
     """Message Batches carry no metadata: the batch of the same size created just after."""
-    work = PendingWork.new("anthropic-batch", "claude", ["k1", "k2", "k3"])
+    work = RemoteJob.new("anthropic-batch", "claude", ["k1", "k2", "k3"])
     stamp = work.prepared_at
     listed = [
         Listed("msgbatch_old", None, stamp - 3600, 3),
@@ -103,7 +103,7 @@ def test_an_unconfirmed_anthropic_submission_is_matched_by_size_and_time() -> No
     found = _match(work, listed)
     assert found is not None and found.remote_id == "msgbatch_ours"
     assert _match(work, listed[:2]) is None
-    openai = PendingWork.new("openai-batch", "model-a", ["k1"])
+    openai = RemoteJob.new("openai-batch", "model-a", ["k1"])
     assert _match(openai, [Listed("batch_x", None, openai.prepared_at, 1)]) is None
     assert _match(openai, [Listed("batch_y", openai.submission, 0.0, 1)]) is not None
 

@@ -10,6 +10,8 @@ import polars as pl
 import pytest
 from conftest import invoke
 
+from batchrun.remote_work import record_path
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(p.stem for p in (REPO / "jobs").glob("*.yaml") if p.stem != "eval")
 
@@ -123,7 +125,7 @@ def check_rerank(frame: pl.DataFrame) -> None:
 
 def check_video(frame: pl.DataFrame) -> None:
     assert len(artifacts_of(frame, "video")) == 4
-    assert not Path("results/video.pending.json").exists()
+    assert not record_path(Path("results/video.parquet")).exists()
 
 
 CHECKS = {

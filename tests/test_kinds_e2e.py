@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,13 +13,15 @@ from typing import Any
 import polars as pl
 import pytest
 import yaml
-from conftest import KEY_ENV, TEST_KEY, invoke
+from conftest import KEY_ENV, invoke, spawn_run
 
 from batchrun.gateway import GatewayThread
 from batchrun.magic import sniff
+from batchrun.remote_work import record_path
 
 REPO = Path(__file__).resolve().parent.parent
 VIDEO_PATHS = ("/v1/video/generations", "/v1/videos")
+RECORD = record_path(Path("results/video.parquet"))
 
 
 def example(name: str, base_url: str, **changes: Any) -> Path:
@@ -74,17 +73,6 @@ def test_artifacts_are_content_addressed_and_a_rerun_sends_nothing(
     assert gw.gateway.stats.all_requests - before <= 1  # the model list only
 
 
-def spawn(*args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, KEY_ENV: TEST_KEY}
-    return subprocess.Popen(
-        [sys.executable, "-m", "batchrun", "run", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGKILL, -9)])
 def test_video_stopped_by_sigterm_while_pending_is_collected_without_resubmitting(
     start_gateway: Callable[..., GatewayThread], signum: int, code: int
@@ -93,27 +81,65 @@ def test_video_stopped_by_sigterm_while_pending_is_collected_without_resubmittin
     polls and fetches them and submits nothing."""
     gw = start_gateway(video_ms=600_000)
     job = example("video", gw.url)
-    process = spawn(str(job), "--quiet", "--grace", "0.5")
-    pending = Path("results/video.pending.json")
-    deadline = time.monotonic() + 30
-    while submissions(gw) < 4 or not pending.exists():
-        assert time.monotonic() < deadline, "the tasks were not submitted"
-        time.sleep(0.05)
-    time.sleep(0.3)
-    process.send_signal(signum)
-    _, err = process.communicate(timeout=30)
-    assert process.returncode == code, err
-    recorded = json.loads(pending.read_text())["entries"]
+    recorded = stop_while_pending(gw, job, signum, code)
     assert len(recorded) == 4 and submissions(gw) == 4
+    assert {w["kind"] for w in recorded} == {"video-task", "videos-task"}
+    assert all(len(w["keys"]) == 1 and w["status"] == "submitted" for w in recorded)
     gw.gateway.settings.video_ms = 0  # the tasks are done now
     result = invoke("run", str(job), "--quiet")
     assert result.exit_code == 0, result.output
     assert submissions(gw) == 4  # nothing submitted twice
     frame = pl.read_parquet("results/video.parquet")
     assert frame.height == 4 and set(frame["status"]) == {"ok"}
-    task_ids = {entry["task_id"] for entry in recorded.values()}
-    assert set(frame["response_id"]) == task_ids
-    assert not pending.exists()
+    assert set(frame["response_id"]) == {w["remote_id"] for w in recorded}
+    assert not RECORD.exists()
+
+
+def stop_while_pending(
+    gw: GatewayThread, job: Path, signum: int, code: int
+) -> list[dict[str, Any]]:
+    """Run ``job`` in a process, stop it with ``signum`` once its 4 tasks are submitted and
+    recorded; the recorded jobs."""
+    process = spawn_run(str(job), "--quiet", "--grace", "0.5")
+    deadline = time.monotonic() + 30
+    while submissions(gw) < 4 or not RECORD.exists():
+        assert time.monotonic() < deadline, "the tasks were not submitted"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == code, err
+    return list(json.loads(RECORD.read_text())["jobs"])
+
+
+def test_video_tasks_recorded_by_the_old_pending_file_are_collected_without_resubmitting(
+    start_gateway: Callable[..., GatewayThread],
+) -> None:
+    """Tasks pending in an old-format NAME.pending.json (by request key, under "entries"):
+    the next run collects them, submits nothing, and leaves neither record behind."""
+    gw = start_gateway(video_ms=600_000)
+    job = example("video", gw.url)
+    recorded = stop_while_pending(gw, job, signal.SIGKILL, -9)
+    legacy = Path("results/video.pending.json")
+    entries = {
+        w["keys"][0]: {
+            "task_id": w["remote_id"],
+            "api": w["kind"].removesuffix("-task"),
+            "model": w["model"],
+            "at": w["submitted_at"],
+        }
+        for w in recorded
+    }
+    legacy.write_text(json.dumps({"entries": entries}, indent=1, sort_keys=True))
+    RECORD.unlink()
+    gw.gateway.settings.video_ms = 0
+    result = invoke("run", str(job), "--quiet")
+    assert result.exit_code == 0, result.output
+    assert submissions(gw) == 4  # nothing submitted twice
+    frame = pl.read_parquet("results/video.parquet")
+    assert frame.height == 4 and set(frame["status"]) == {"ok"}
+    assert set(frame["response_id"]) == {entry["task_id"] for entry in entries.values()}
+    assert not legacy.exists() and not RECORD.exists()
 
 
 def test_a_video_fetched_before_a_crash_is_not_fetched_again(

@@ -18,10 +18,10 @@ from batchrun.formats.transcription import TranscriptionFormat
 from batchrun.formats.video import VideoFormat, VideosFormat
 from batchrun.gateway.media import audio, mp4, png, spoken_text, wav
 from batchrun.magic import same_kind, sniff
-from batchrun.pending import PendingWork
 from batchrun.price_spec import Price
 from batchrun.pricing import Units, cost_usd
 from batchrun.ranking_scores import mrr, ndcg, word_error_rate
+from batchrun.remote_work import TASK_KINDS, RemoteJob, RemoteRecord, record_path
 
 REPLY = Reply(200, 0.1, None, None, None)
 
@@ -85,20 +85,21 @@ def test_a_price_without_any_rate_is_refused() -> None:
 
 def test_pending_work_survives_a_new_reader_and_goes_when_empty(tmp_path: Path) -> None:
     """Entries are on disk when add returns; removing the last one removes the file."""
-    path = tmp_path / "out.pending.json"
-    PendingWork(path).add("k1", {"task_id": "t1"})
-    assert PendingWork(path).get("k1") == {"task_id": "t1"}
+    output = tmp_path / "out.parquet"
+    RemoteRecord(output).submitted(RemoteJob.new("video-task", "veo", ["k1"]), "t1")
+    found = RemoteRecord(output).find("k1", TASK_KINDS)
+    assert found is not None and found.remote_id == "t1"
     assert not list(tmp_path.glob(".*.tmp"))
-    work = PendingWork(path)
-    assert work.prune({"k1"}) == 1 and not path.exists()
+    work = RemoteRecord(output)
+    assert work.settle({"k1"}, TASK_KINDS) == 1 and not record_path(output).exists()
 
 
 def test_pending_work_that_cannot_be_read_is_an_os_error(tmp_path: Path) -> None:
     """A damaged record is never silently taken for "nothing pending" (that would resubmit)."""
-    path = tmp_path / "out.pending.json"
-    path.write_text("{not json")
+    output = tmp_path / "out.parquet"
+    record_path(output).write_text("{not json")
     with pytest.raises(OSError, match="cannot read the pending work"):
-        PendingWork(path)
+        RemoteRecord(output)
 
 
 def test_rerank_ranking_is_best_first_whatever_the_answer_order() -> None:
@@ -172,10 +173,12 @@ def test_a_failed_video_task_fails_its_row_and_is_forgotten(tmp_path: Path) -> N
     from batchrun.artifacts import ArtifactStore
     from batchrun.video_tasks import VideoTasks
 
-    pending = PendingWork(tmp_path / "o.pending.json")
-    pending.add("k", {"task_id": "v1", "api": "videos"})
-    tasks = VideoTasks(_FailingTasks(), pending, ArtifactStore(tmp_path / "o.parquet"), secrets=[])
+    output = tmp_path / "o.parquet"
+    pending = RemoteRecord(output)
+    pending.submitted(RemoteJob.new("videos-task", "sora-2", ["k"]), "v1")
+    tasks = VideoTasks(_FailingTasks(), pending, ArtifactStore(output), secrets=[])
     request: Any = type("R", (), {"key": "k", "model": None, "body": b""})()
     with pytest.raises(RowError, match="the video task failed"):
         asyncio.run(tasks.complete(request, VideosFormat()))
-    assert pending.get("k") is None and tasks.submitted == 0
+    assert pending.find("k", TASK_KINDS) is None and tasks.submitted == 0
+    assert not record_path(output).exists()

@@ -7,15 +7,13 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import KEY_ENV, TEST_KEY, invoke, job_dict, make_prompts, write_job
+from conftest import TEST_KEY, invoke, job_dict, make_prompts, spawn_run, write_job
 
 from batchrun.gateway import GatewayThread
 from batchrun.journal import read_journal, segment_files
@@ -23,18 +21,6 @@ from batchrun.lock import RunLock, lock_path
 from batchrun.store import part_files, parts_dir
 
 OUTPUT = Path("out/results.parquet")
-
-
-def spawn(*args: str) -> subprocess.Popen[str]:
-    """batchrun as its own process, as cron would run it."""
-    env = {**os.environ, KEY_ENV: TEST_KEY}
-    return subprocess.Popen(
-        [sys.executable, "-m", "batchrun", "run", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def rows_on_disk() -> int:
@@ -67,7 +53,7 @@ def test_kill_9_then_resume_loses_nothing(start_gateway: Callable[..., GatewayTh
     slow_job(gw, 200)  # 400 requests
     flush_window = 20 + 8 * 2  # one flush_every plus what may be in flight for both models
     for kill in range(2):
-        process = spawn("job.yaml", "--quiet")
+        process = spawn_run("job.yaml", "--quiet")
         wait_for_rows(60 * (kill + 1))
         process.kill()
         process.communicate()
@@ -119,7 +105,7 @@ def test_kill_9_at_random_points_loses_no_answer(
     draw = random.Random(14)
     for kill in range(1, 4):
         before = gw.gateway.stats.requests
-        process = spawn("job.yaml", "--quiet")
+        process = spawn_run("job.yaml", "--quiet")
         deadline = time.monotonic() + 20
         while gw.gateway.stats.requests == before:  # this run has started sending
             assert time.monotonic() < deadline and process.poll() is None
@@ -147,7 +133,7 @@ def test_signal_stops_gracefully(
     """SIGINT / SIGTERM: stop sending, finish in flight, compact, exit 130 / 143."""
     gw = start_gateway(latency_ms=30)
     slow_job(gw, 300)
-    process = spawn("job.yaml", "--quiet", "--grace", "5")
+    process = spawn_run("job.yaml", "--quiet", "--grace", "5")
     wait_for_rows(40)
     process.send_signal(signum)
     _, err = process.communicate(timeout=30)
@@ -170,7 +156,7 @@ def test_second_signal_stops_at_once(start_gateway: Callable[..., GatewayThread]
     """A second Ctrl-C does not wait for slow requests, and the files stay valid."""
     gw = start_gateway(latency_ms=3000)
     slow_job(gw, 50)
-    process = spawn("job.yaml", "--quiet", "--grace", "60")
+    process = spawn_run("job.yaml", "--quiet", "--grace", "60")
     deadline = time.monotonic() + 10
     while gw.gateway.stats.requests < 2:
         assert time.monotonic() < deadline

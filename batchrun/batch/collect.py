@@ -14,9 +14,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from batchrun.batch.api import BatchApi, BatchState
-from batchrun.batch.pending import PendingRecord, PendingWork
 from batchrun.batch.results import EXPIRED, FAILED, RowMaker, read_lines
 from batchrun.record import Request, Result
+from batchrun.remote_work import RemoteJob, RemoteRecord
 from batchrun.wire import JsonObject
 
 if TYPE_CHECKING:
@@ -35,46 +35,46 @@ class Collector:
     def __init__(
         self,
         host: Host,
-        pending: PendingRecord,
+        record: RemoteRecord,
         notify: Callable[[str], None],
         collected: set[str],
     ) -> None:
         self.host = host
         self.collected = collected
-        self.pending = pending
+        self.record = record
         self.notify = notify
         self.faults: list[str] = []
 
-    async def take(self, api: BatchApi, work: PendingWork, state: BatchState) -> int:
+    async def take(self, api: BatchApi, work: RemoteJob, state: BatchState) -> int:
         """Act on ``state``; the rows written."""
         if state.phase == "running":
             if state.counts != work.counts:
                 work.counts = state.counts
-                self.pending.save()
+                self.record.save()
             return 0
         if state.phase == "gone":
             self.notify(
                 f"batch {work.remote_id} is unknown to the provider (a gateway restarted?); "
                 f"its {len(work.keys):,} requests are submitted again"
             )
-            self.pending.remove(work)
+            self.record.remove(work)
             return 0
         requests = self._requests(work)
         if state.phase == "failed":
             return self._failed(work, state, requests)
         return await self._ended(api, work, state, requests)
 
-    def _requests(self, work: PendingWork) -> dict[str, Request]:
+    def _requests(self, work: RemoteJob) -> dict[str, Request]:
         plan = self.host.prepared.plan
         wanted = set(work.keys)
         models = [m for m in plan.models if m.name == work.model]
         return {r.key: r for r in plan.requests(models=models) if r.key in wanted}
 
-    def _maker(self, work: PendingWork) -> RowMaker:
+    def _maker(self, work: RemoteJob) -> RowMaker:
         secrets = [self.host.prepared.api_key] if self.host.prepared.api_key else []
         return RowMaker(str(work.remote_id), work.submitted_at or work.prepared_at, secrets)
 
-    def _failed(self, work: PendingWork, state: BatchState, requests: dict[str, Request]) -> int:
+    def _failed(self, work: RemoteJob, state: BatchState, requests: dict[str, Request]) -> int:
         """A batch refused as a whole: a ``batch_failed`` row per request, the reason named."""
         line, code, reason = state.errors[0] if state.errors else (None, "", "no reason given")
         where = ""
@@ -93,7 +93,7 @@ class Collector:
         return len(rows)
 
     async def _ended(
-        self, api: BatchApi, work: PendingWork, state: BatchState, requests: dict[str, Request]
+        self, api: BatchApi, work: RemoteJob, state: BatchState, requests: dict[str, Request]
     ) -> int:
         lines: list[JsonObject] = []
         whole = True
@@ -110,7 +110,7 @@ class Collector:
             fetches = int(work.detail.get("fetches", 0)) + 1
             work.detail["fetches"] = fetches
             if fetches < MAX_FETCHES:
-                self.pending.save()
+                self.record.save()
                 self.notify(
                     f"batch {work.remote_id}: the results file is cut or missing "
                     f"({len(answered):,} of {len(work.keys):,} answers); fetched again later"
@@ -135,7 +135,7 @@ class Collector:
     def _rows(
         self,
         api: BatchApi,
-        work: PendingWork,
+        work: RemoteJob,
         lines: list[JsonObject],
         requests: dict[str, Request],
     ) -> list[Result]:
@@ -151,10 +151,10 @@ class Collector:
                 rows[request.key] = row
         return list(rows.values())
 
-    def _write(self, work: PendingWork, rows: list[Result]) -> None:
+    def _write(self, work: RemoteJob, rows: list[Result]) -> None:
         """Record the rows, write them, and only then forget the batch."""
         for row in rows:
             self.host.record(row)
             self.collected.add(row.request_key)
         self.host.flush()
-        self.pending.remove(work)
+        self.record.remove(work)

@@ -7,15 +7,15 @@ drops work a killed run left half-submitted, then polls every pending
 batch and writes the rows of those that ended through the run's
 ``record``. ``submit`` sends, as new batches, the requests neither done nor
 pending, each recorded before it is submitted. ``wait`` polls until nothing
-is pending. Every result goes through the run, so pricing, budget,
-progress and storage are the online ones.
+is pending (``remote_poll.poll_until``). The batches are ``RemoteJob``s of
+the output's one ``RemoteRecord``, which the run's video tasks share; the
+lane reads and moves only its own kinds. Every result goes through the run,
+so pricing, budget, progress and storage are the online ones.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable, Collection
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
@@ -24,25 +24,24 @@ from batchrun.batch.anthropic import AnthropicBatches
 from batchrun.batch.api import BatchApi, Listed
 from batchrun.batch.collect import Collector
 from batchrun.batch.lines import Chunk, split
-from batchrun.batch.mode import Lifecycle, lifecycle_of
+from batchrun.batch.mode import BATCH_KINDS, Lifecycle, lifecycle_of
 from batchrun.batch.openai import OpenAIBatches
-from batchrun.batch.pending import PendingRecord, PendingWork
 from batchrun.batch.progress import CountsBar
 from batchrun.batch.transport import BatchHttp
 from batchrun.config import HttpProvider
 from batchrun.errors import ConnectionFailure, JobError, ServerError
 from batchrun.plan import PlannedModel
 from batchrun.record import Result
+from batchrun.remote_poll import Backoff, poll_until
+from batchrun.remote_work import RemoteJob, RemoteRecord
 
 if TYPE_CHECKING:
     from batchrun.prepare import Prepared
     from batchrun.run import RunOptions
 
-POLL_FIRST_S = 0.2
-POLL_MAX_S = 30.0
+POLL = Backoff(first_s=0.2, most_s=30.0, growth=1.5)
 # A killed run's submission is matched by size to an Anthropic batch created this close to it.
 ADOPT_WINDOW_S = 600.0
-_KINDS: dict[str, Lifecycle] = {"openai-batch": "openai", "anthropic-batch": "anthropic"}
 
 
 class Host(Protocol):
@@ -62,16 +61,20 @@ class BatchLane:
     """Pending batches of one output, and the lifecycle steps that move them on."""
 
     def __init__(
-        self, host: Host, models: list[PlannedModel], notify: Callable[[str], None]
+        self,
+        host: Host,
+        models: list[PlannedModel],
+        notify: Callable[[str], None],
+        record: RemoteRecord,
     ) -> None:
         self.host = host
         self.models = models
         self.notify = notify
-        self.pending = PendingRecord(host.prepared.output)
+        self.record = record
         self.apis: dict[Lifecycle, BatchApi] = {}
         self.collected = 0
         self.collected_keys: set[str] = set()
-        self.submitted: list[PendingWork] = []
+        self.submitted: list[RemoteJob] = []
         self._stopping = False
 
     @contextlib.asynccontextmanager
@@ -89,22 +92,26 @@ class BatchLane:
         """Submit nothing more and stop waiting."""
         self._stopping = True
 
+    def works(self) -> list[RemoteJob]:
+        """The batches not yet collected (the record's jobs of the batch kinds)."""
+        return self.record.of(BATCH_KINDS)
+
     def pending_keys(self) -> set[str]:
         """Request keys answered by a batch not yet collected."""
-        return self.pending.keys()
+        return self.record.keys(BATCH_KINDS)
 
     def _used(self) -> list[Lifecycle]:
         wanted = {lifecycle_of(m) for m in self.models}
-        wanted |= {_KINDS[w.kind] for w in self.pending.works if w.kind in _KINDS}
+        wanted |= {BATCH_KINDS[w.kind] for w in self.works()}
         return sorted(wanted)
 
     async def reconcile(self) -> None:
         """List the provider's batches; adopt or drop work a killed run left unconfirmed."""
         for lifecycle in self._used():
             listed = await self.apis[lifecycle].listed()
-            known = {w.remote_id for w in self.pending.works if w.remote_id}
-            for work in [w for w in self.pending.works if w.remote_id is None]:
-                if _KINDS.get(work.kind) != lifecycle:
+            known = {w.remote_id for w in self.works() if w.remote_id}
+            for work in [w for w in self.works() if w.remote_id is None]:
+                if BATCH_KINDS[work.kind] != lifecycle:
                     continue
                 found = _match(work, [b for b in listed if b.remote_id not in known])
                 if found is None:
@@ -112,22 +119,20 @@ class BatchLane:
                         f"a submission of {len(work.keys):,} {work.model} requests was cut off "
                         "before the provider took it; they are submitted again"
                     )
-                    self.pending.remove(work)
+                    self.record.remove(work)
                     continue
-                work.remote_id, work.submitted_at = found.remote_id, found.created_at
-                work.status = "submitted"
+                self.record.submitted(work, found.remote_id, at=found.created_at)
                 known.add(found.remote_id)
-                self.pending.save()
                 self.notify(f"batch {found.remote_id} submitted by a run that was cut off: kept")
 
     async def collect(self) -> None:
         """Poll every pending batch; write the rows of those that ended (``JobError`` at the end
         if the provider refused one as the job's fault)."""
-        collector = Collector(self.host, self.pending, self.notify, self.collected_keys)
-        for work in list(self.pending.works):
+        collector = Collector(self.host, self.record, self.notify, self.collected_keys)
+        for work in self.works():
             if work.remote_id is None:
                 continue
-            api = self.apis[_KINDS[work.kind]]
+            api = self.apis[BATCH_KINDS[work.kind]]
             try:
                 state = await api.state(work.remote_id)
                 self.collected += await collector.take(api, work, state)
@@ -140,7 +145,7 @@ class BatchLane:
     async def submit(self, done: Collection[str]) -> None:
         """Submit every request of the batch-mode models neither in ``done`` nor pending."""
         prepared = self.host.prepared
-        skip = set(done) | self.pending.keys()
+        skip = set(done) | self.pending_keys()
         shard = self.host.options.shard
         for model in self.models:
             lifecycle = lifecycle_of(model)
@@ -157,32 +162,38 @@ class BatchLane:
                 return
 
     async def _submit_one(self, api: BatchApi, chunk: Chunk, model: PlannedModel) -> None:
-        work = PendingWork.new(api.kind, model.name, chunk.keys)
-        self.pending.add(work)  # durable before the provider hears of it
+        work = RemoteJob.new(api.kind, model.name, chunk.keys)
+        self.record.add(work)  # durable before the provider hears of it
         try:
             remote_id = await api.submit(chunk, model, work.submission)
         except JobError:  # refused as invalid: never submitted
-            self.pending.remove(work)
+            self.record.remove(work)
             raise
-        work.remote_id, work.submitted_at, work.status = remote_id, time.time(), "submitted"
         work.counts = {"total": len(chunk.keys)}
-        self.pending.save()
+        self.record.submitted(work, remote_id)
         self.submitted.append(work)
 
+    def _settled(self) -> bool:
+        return not self.works() or self._stopping
+
     async def wait(self, ui: object) -> None:
-        """Poll until every pending batch is collected (or the run is stopped)."""
-        total = sum(len(w.keys) for w in self.pending.works)
+        """Poll with ``POLL``'s backoff until every pending batch is collected (or the run
+        is stopped)."""
+        total = sum(len(w.keys) for w in self.works())
         bar = CountsBar(total, ui, self.notify)
-        start, delay = self.collected, POLL_FIRST_S
+        start = self.collected
         outer, self.notify = self.notify, bar.say
+
+        async def poll() -> bool | None:
+            await self.collect()
+            running = sum(w.done for w in self.works())
+            kinds = _count_words(self.works())
+            bar.show(self.collected - start + running, kinds or "all collected")
+            return self._settled() or None
+
         try:
-            while self.pending.works and not self._stopping:
-                await asyncio.sleep(delay)
-                delay = min(delay * 1.5, POLL_MAX_S)
-                await self.collect()
-                running = sum(w.done for w in self.pending.works)
-                kinds = _count_words(self.pending.works)
-                bar.show(self.collected - start + running, kinds or "all collected")
+            if not self._settled():
+                await poll_until(poll, POLL, wait_first=True)
         finally:
             bar.close()
             self.notify = outer
@@ -206,7 +217,7 @@ class BatchLane:
         job_file = self.host.prepared.loaded.path
         if self.collected:
             lines.append(f"collected {self.collected:,} batch answers")
-        works = self.pending.works
+        works = self.works()
         if works:
             oldest = min(w.submitted_at or w.prepared_at for w in works)
             by = datetime.fromtimestamp(oldest + 24 * 3600, UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -218,7 +229,7 @@ class BatchLane:
         return lines
 
 
-def _match(work: PendingWork, listed: list[Listed]) -> Listed | None:
+def _match(work: RemoteJob, listed: list[Listed]) -> Listed | None:
     """The provider's batch that ``work`` became: by submission id, else by size and time."""
     for batch in listed:
         if batch.submission is not None and batch.submission == work.submission:
@@ -235,7 +246,7 @@ def _match(work: PendingWork, listed: list[Listed]) -> Listed | None:
     return min(close, key=lambda b: b.created_at) if close else None
 
 
-def _count_words(works: list[PendingWork]) -> str:
+def _count_words(works: list[RemoteJob]) -> str:
     totals: dict[str, int] = {}
     for work in works:
         for name, count in work.counts.items():

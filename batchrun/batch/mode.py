@@ -14,6 +14,8 @@ from batchrun.errors import JobError
 from batchrun.plan import PlannedModel
 
 Lifecycle = Literal["openai", "anthropic"]
+# The kinds of remote job (``remote_work.RemoteJob.kind``) the batch lane owns, by lifecycle.
+BATCH_KINDS: dict[str, Lifecycle] = {"openai-batch": "openai", "anthropic-batch": "anthropic"}
 LIFECYCLES: dict[str, Lifecycle] = {
     "chat": "openai",
     "embeddings": "openai",

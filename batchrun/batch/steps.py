@@ -21,6 +21,7 @@ from batchrun.batch.mode import batch_models
 from batchrun.config import Job, MockProvider
 from batchrun.errors import ConnectionFailure, JobError, ServerError
 from batchrun.plan import PlannedModel
+from batchrun.remote_work import RemoteRecord, read_record
 from batchrun.run_report import Ending
 from batchrun.store import done_keys
 
@@ -51,7 +52,7 @@ class RunLane:
         if lane is None or run.ending is not Ending.FINISHED:
             return
         if not run.options.wait:
-            if not isinstance(run.prepared.job.provider, MockProvider) or not lane.pending.works:
+            if not isinstance(run.prepared.job.provider, MockProvider) or not lane.works():
                 return
             run.ui.notify(
                 "provider: mock: the built-in gateway lives only while this run does, "
@@ -73,8 +74,9 @@ class RunLane:
 
 
 @contextlib.asynccontextmanager
-async def batch_lane(run: Run, base_url: str) -> AsyncIterator[RunLane]:
-    """The run's batch lane on ``base_url``: collected and submitted before the block runs."""
+async def batch_lane(run: Run, base_url: str, record: RemoteRecord) -> AsyncIterator[RunLane]:
+    """The run's batch lane on ``base_url``, its batches in ``record``: collected and
+    submitted before the block runs."""
     from batchrun.batch.lane import BatchLane
 
     prepared = run.prepared
@@ -82,7 +84,7 @@ async def batch_lane(run: Run, base_url: str) -> AsyncIterator[RunLane]:
     if not batched:
         yield RunLane(run, None)
         return
-    lane = BatchLane(run, batched, run.ui.notify)
+    lane = BatchLane(run, batched, run.ui.notify, record)
     async with lane.open(base_url, prepared.api_key):
         try:
             ready = await _start(run, lane)
@@ -126,13 +128,12 @@ async def cancel_batches(prepared: Prepared) -> tuple[list[str], int]:
     from batchrun.batch.anthropic import AnthropicBatches
     from batchrun.batch.api import BatchApi
     from batchrun.batch.openai import OpenAIBatches
-    from batchrun.batch.pending import PendingRecord
     from batchrun.batch.transport import BatchHttp
     from batchrun.config import HttpProvider
     from batchrun.endpoint import gateway_url
 
     job = prepared.job
-    record = PendingRecord(prepared.output)
+    record = read_record(prepared.output)
     headers = job.provider.headers if isinstance(job.provider, HttpProvider) else {}
     asked: list[str] = []
     async with (
@@ -143,11 +144,12 @@ async def cancel_batches(prepared: Prepared) -> tuple[list[str], int]:
             "openai-batch": OpenAIBatches(http),
             "anthropic-batch": AnthropicBatches(http),
         }
-        for work in record.works:
-            if work.remote_id is None or work.kind not in apis:
+        works = record.of(apis)
+        for work in works:
+            if work.remote_id is None:
                 continue
             await apis[work.kind].cancel(work.remote_id)
             work.status = "cancelling"
             asked.append(work.remote_id)
         record.save()
-    return asked, sum(1 for w in record.works if w.remote_id is None)
+    return asked, sum(1 for w in works if w.remote_id is None)
