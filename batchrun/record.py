@@ -147,7 +147,7 @@ class Result(NamedTuple):
         parsed: str | None = None,
         parsed_valid: bool | None = None,
     ) -> Result:
-        """The row of a request answered online: the request's identity, then the answer's fields."""
+        """The row of a request answered online: its identity, then the answer's fields."""
         model = request.model
         return cls._make(
             (
@@ -184,7 +184,7 @@ class Result(NamedTuple):
         attempts: int,
         started: float,
     ) -> Result:
-        """The row of an online request that ended in an error (or was never sent: ``attempts=0``)."""
+        """The row of an online request that failed (or was never sent: ``attempts=0``)."""
         return cls(
             prompt_id=request.prompt_id,
             model=request.model.name,
