@@ -12,11 +12,12 @@
   burst). On the first success it opens to its cap, or, when the limits are
   adaptive and round trips short, to a slow start that doubles every round
   trip until the cap or the first 429; its requests are spread evenly over
-  each round trip (``ramp``), never sent in bunches. Once the key is known to be good (the
-  model list answered), a probe still unanswered after a short grace opens
-  the window too: quick refusals are over by then. It halves on a 429 and
-  grows back by one per window of successes (AIMD), and shrinks a little
-  when latency climbs well above its baseline. A gateway's max-parallel
+  each round trip (at least 100 ms: ``ramp``), never sent in bunches. Once
+  the key is known to be good (the model list answered), a probe still
+  unanswered after a short grace opens the window too: quick refusals are
+  over by then. It halves on a 429 and grows back by one per window of
+  successes (AIMD), and shrinks a little when latency climbs well above its
+  baseline. A gateway's max-parallel
   refusal lowers its cap to what the gateway held in flight.
 * ``AdaptiveRate``: when no rate is declared, the rate a gateway really
   accepts is learned from its 429s: when over-driven, a gateway accepts
