@@ -17,8 +17,8 @@
   unanswered after a short grace opens the window too: quick refusals are
   over by then. It halves on a 429 and grows back by one per window of
   successes (AIMD), and shrinks a little when latency climbs well above its
-  baseline. A gateway's max-parallel
-  refusal lowers its cap to what the gateway held in flight.
+  baseline. A gateway's max-parallel refusal lowers its cap to what the
+  gateway held in flight.
 * ``AdaptiveRate``: when no rate is declared, the rate a gateway really
   accepts is learned from its 429s: when over-driven, a gateway accepts
   exactly its limit, so the accepted rate measured over the second before
