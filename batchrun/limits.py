@@ -34,7 +34,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from batchrun.pacing import Clock
+from batchrun.pacing import LATE_TOLERANCE_S, Clock
 from batchrun.ratelimits import RateLimitAdvice
 from batchrun.scope import Scope, ScopeLimits
 
@@ -42,8 +42,6 @@ __all__ = ["Limiter", "Permit", "Scope", "ScopeLimits"]
 
 # The key's window starts with one probe per model, at most this many.
 _KEY_PROBES = 3
-# A request that goes this much after its slot (the loop stalled) re-spaces the pace.
-_LATE_S = 0.02
 
 
 class Shared(Protocol):
@@ -243,7 +241,7 @@ class Limiter:
                 if scope.paused_until > self._clock():
                     return False
                 late = self._clock() - due
-                if late > _LATE_S:
+                if late > LATE_TOLERANCE_S:
                     scope.went_late(late, tokens)
         return True
 

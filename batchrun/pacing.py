@@ -11,12 +11,14 @@
   (a probe: a bad key or a model without a channel costs one request, not a
   burst). On the first success it opens to its cap, or, when the limits are
   adaptive and round trips short, to a slow start that doubles every round
-  trip until the cap or the first 429. Once the key is known to be good (the
-  model list answered), a probe still unanswered after a short grace opens
-  the window too: quick refusals are over by then. It halves on a 429 and
-  grows back by one per window of successes (AIMD), and shrinks a little
-  when latency climbs well above its baseline. A gateway's max-parallel
-  refusal lowers its cap to what the gateway held in flight.
+  trip until the cap or the first 429; its requests are spread evenly over
+  each round trip (at least 100 ms: ``ramp``), never sent in bunches. Once
+  the key is known to be good (the model list answered), a probe still
+  unanswered after a short grace opens the window too: quick refusals are
+  over by then. It halves on a 429 and grows back by one per window of
+  successes (AIMD), and shrinks a little when latency climbs well above its
+  baseline. A gateway's max-parallel refusal lowers its cap to what the
+  gateway held in flight.
 * ``AdaptiveRate``: when no rate is declared, the rate a gateway really
   accepts is learned from its 429s: when over-driven, a gateway accepts
   exactly its limit, so the accepted rate measured over the second before
@@ -54,17 +56,26 @@ _MEASURE_S = 1.0
 # longest a slow start may be expected to take before the window opens at once.
 _SLOW_START = 4
 _SLOW_START_BUDGET_S = 1.0
+# The shortest round trip a slow start's ramp is spread over: a busy client takes a few
+# milliseconds to read a refusal, so sends spread thinner than this would still bunch.
+_MIN_ROUND_TRIP_S = 0.1
 # The key's window starts with one probe per model, at most this many.
 _KEY_PROBES = 3
 # AdaptiveRate: a 429 asking for at least this wait marks a fixed window, whose budget is learned.
 WINDOW_ADVICE_S = 3.0
+# A request that goes this much after its slot (the loop stalled) keeps the schedule; one
+# later than that moves it by the lateness beyond this, never by the whole.
+LATE_TOLERANCE_S = 0.02
 
 
 class Pacer:
     """A requests- or tokens-per-minute limit as a virtual schedule (GCRA).
 
     ``burst``: how many requests may go at once after an idle spell (1: none
-    beyond the pace). No one-second interval sees more than the pace plus it.
+    beyond the pace). No one-second interval sees more than the pace plus it,
+    give or take a request sent up to ``LATE_TOLERANCE_S`` late (a stalled
+    loop): the schedule keeps that much of a delay, so a stall costs only
+    what is beyond it (``Scope.went_late``).
     """
 
     def __init__(self, per_minute: float, clock: Clock, burst: int = 1) -> None:
@@ -123,6 +134,9 @@ class Window:
         self.slow_start = slow_start
         # Seconds a probe may be out unanswered before the window opens anyway (None: wait).
         self.probe_grace: float | None = None
+        # A slow start's pace (its window spread over a round trip), and the round trip.
+        self.ramp: Pacer | None = None
+        self._round_trip: float | None = None
         self._probe_timer: asyncio.TimerHandle | None = None
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
@@ -245,10 +259,30 @@ class Window:
             self.limit = min(float(self.cap), self.limit + step)
             self._wake()
 
+    def spread(self, latency_s: float) -> None:
+        """In a slow start, pace the window's requests evenly over a round trip (``ramp``).
+
+        Unpaced, each success lets two requests go at once and the answers come
+        back bunched, so a budget that runs out mid-round (a fixed window) is
+        overshot by all that go before the first 429 is back. Spread, only the
+        few sent within that 429's own round trip are.
+        """
+        if not (self.opened and self.slow_start) or self.limit >= self.cap:
+            self.ramp = None
+            return
+        previous = self._round_trip
+        self._round_trip = latency_s if previous is None else 0.8 * previous + 0.2 * latency_s
+        per_minute = 60.0 * self.limit / max(self._round_trip, _MIN_ROUND_TRIP_S)
+        if self.ramp is None:
+            self.ramp = Pacer(per_minute, self._clock)
+        else:
+            self.ramp.set_rate(per_minute)
+
     def shrink(self, factor: float) -> None:
         """Cut the window (never below one place); slow start ends."""
         self.opened = True
         self.slow_start = False
+        self.ramp = None
         self.limit = max(1.0, self.limit * factor)
 
 

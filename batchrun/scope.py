@@ -13,7 +13,14 @@ import collections
 import math
 from dataclasses import dataclass
 
-from batchrun.pacing import WINDOW_ADVICE_S, AdaptiveRate, Clock, Pacer, Window
+from batchrun.pacing import (
+    LATE_TOLERANCE_S,
+    WINDOW_ADVICE_S,
+    AdaptiveRate,
+    Clock,
+    Pacer,
+    Window,
+)
 from batchrun.ratelimits import Budget, RateLimitAdvice
 
 # A latency this many times its baseline shrinks the window (at most once a second) ...
@@ -94,6 +101,7 @@ class Scope:
             self.rpm is None
             and self.tpm is None
             and not self.announced
+            and self.window.ramp is None
             and (self.adaptive is None or self.adaptive.pacer is None)
             and self.paused_until <= self._clock()
         )
@@ -117,15 +125,17 @@ class Scope:
             ("gateway rpm", self.announced.get("requests"), 1.0),
             ("gateway tpm", self.announced.get("tokens"), tokens),
             ("429s", self.adaptive.pacer if self.adaptive is not None else None, 1.0),
+            ("concurrency", self.window.ramp, 1.0),
         )
         return [(name, pacer, cost) for name, pacer, cost in pacers if pacer is not None]
 
     def went_late(self, late_s: float, tokens: float) -> None:
-        """The request went ``late_s`` after its slot (a stalled loop): space the next from
-        when it really went, so the slots missed are not made up in a burst."""
-        now = self._clock()
+        """The request went ``late_s`` after its slot (a stalled loop): move the schedule by
+        the lateness beyond ``LATE_TOLERANCE_S``, so the slots missed are not made up in a
+        burst and a stall costs only the time beyond the tolerance."""
+        went = self._clock() - LATE_TOLERANCE_S
         for _, pacer, cost in self._pacers(tokens):
-            pacer.hold_until(now + cost * 60.0 / pacer.per_minute)
+            pacer.hold_until(went + cost * 60.0 / pacer.per_minute)
 
     def count(self, tokens: float, at: float) -> None:
         """One request goes at ``at`` with ``tokens`` charged."""
@@ -167,6 +177,7 @@ class Scope:
             self.window.open(latency_s)
         elif self.window.limit < self.window.cap:
             self.window.grow()
+        self.window.spread(latency_s)
         requests, tokens = budgets
         self.observe(requests, "requests", 1.0)
         self.observe(tokens, "tokens", cost)

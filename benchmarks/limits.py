@@ -1,6 +1,6 @@
 """Rate limits in every dialect, and faults, against the built-in gateway: the figures of issue 16.
 
-    python benchmarks/limits.py
+    python benchmarks/limits.py [--only declared|rates|litellm|faults]
 
 Every scenario runs `batchrun run` as a whole process against a gateway
 served from a thread of this process on 127.0.0.1, so the gateway's own log
@@ -12,9 +12,12 @@ than the pace plus the documented burst, `limits.burst`, 1 by default).
 
 from __future__ import annotations
 
+import argparse
 import math
 import tempfile
+import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,10 @@ ROWS = 250  # per model
 LIMIT = 600  # requests a minute per model
 TPM = 23_000  # tokens a minute per model
 BURST = 1  # limits.burst's default
+Histograms = list[tuple[str, list[int]]]
+# The LiteLLM deployment limit is run at each of these gateway latencies, started this far apart.
+LITELLM_LATENCIES_MS = (10, 50, 300)
+LITELLM_STAGGER_S = 6.0
 
 
 def openai_gateway(**extra: Any) -> GatewaySettings:
@@ -98,65 +105,87 @@ def rate_row(
 
 
 def main() -> None:
-    header = ("scenario", "ok", "rate/model", "of limit", "429s", "failed", "max/s", "held by")
-    rows: list[tuple[str, ...]] = [header]
-    histograms: list[tuple[str, list[int]]] = []
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--only",
+        choices=["declared", "rates", "litellm", "faults"],
+        help="one part: the declared OpenAI scenario, every rate scenario, the LiteLLM and "
+        "max-parallel rows, or the faults",
+    )
+    only = parser.parse_args().only
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        declared = [{"id": m, "rpm": LIMIT} for m in ("model-a", "model-b")]
-        with GatewayThread(openai_gateway()) as gw:
-            _, frame, summary = run_job(gw, base / "oa-declared", ROWS, models=declared)
-            rows.append(rate_row("openai 600/min/model, declared", gw, frame, summary, LIMIT))
-            histograms.append(
-                ("openai declared, model-a", per_second(gw.gateway.limits.arrivals["model-a"]))
-            )
-        with GatewayThread(openai_gateway()) as gw:
-            _, frame, summary = run_job(gw, base / "oa-undeclared", ROWS)
-            rows.append(rate_row("openai 600/min/model, undeclared", gw, frame, summary, LIMIT))
-        tokens = {"model_tpm": {"model-a": TPM, "model-b": TPM}, "model_rpm": {}}
-        with GatewayThread(openai_gateway(**tokens)) as gw:
-            models = [{"id": m, "tpm": TPM} for m in ("model-a", "model-b")]
-            _, frame, summary = run_job(gw, base / "oa-tpm", ROWS, models=models)
-            tpm = token_rates(gw, frame)
-            rows.append(
-                (
-                    "openai 23,000 tpm/model, declared",
-                    f"{frame.filter(pl.col('status') == 'ok').height}/{frame.height}",
-                    ", ".join(f"{t:,.0f}" for t in tpm) + " tok/min",
-                    ", ".join(f"{t / TPM:.1%}" for t in tpm),
-                    str(gw.gateway.stats.rate_limited),
-                    str(frame.filter(pl.col("status") != "ok").height),
-                    "-",
-                    held(summary, "model-a"),
-                )
-            )
-        # Pauses: 1% of answers are 429s asking for 1 s (scenario S12); the pace resumes after.
-        with GatewayThread(openai_gateway(fault_rates={"S12": 0.01})) as gw:
-            one = [{"id": "model-a", "rpm": LIMIT}]
-            _, frame, summary = run_job(gw, base / "oa-pauses", 200, models=one)
-            rows.append(rate_row("openai declared, 1% 429 (1 s)", gw, frame, summary, LIMIT))
-            histograms.append(
-                ("after pauses, model-a", per_second(gw.gateway.limits.arrivals["model-a"]))
-            )
-        # Two models, separate limits; model-b declares twice its limit.
-        with GatewayThread(
-            openai_gateway(ratelimit_dialect="oneapi", rate_limit_style="S12")
-        ) as gw:
-            models = [{"id": "model-a", "rpm": LIMIT}, {"id": "model-b", "rpm": 2 * LIMIT}]
-            _, frame, summary = run_job(gw, base / "two-models", 150, models=models)
-            rows.append(rate_row("model-b over-driven 2x", gw, frame, summary, LIMIT))
-        print(table(rows))
-        print()
-        for name, counts in histograms:
-            print(
-                f"requests per second, {name} "
-                f"(pace {LIMIT / 60 * HEADER_MARGIN:.1f}/s + burst {BURST}):"
-            )
-            print("  " + " ".join(str(c) for c in counts))
-        print()
-        print(table(litellm_and_parallel(base)))
-        print()
-        print(table(faults(base)))
+        if only in (None, "declared", "rates"):
+            print_rates(*rates(base, declared_only=only == "declared"))
+            print()
+        if only in (None, "litellm"):
+            print(table(litellm_and_parallel(base)))
+            print()
+        if only in (None, "faults"):
+            print(table(faults(base)))
+
+
+def rates(base: Path, declared_only: bool = False) -> tuple[list[tuple[str, ...]], Histograms]:
+    """The rate table's rows (OpenAI headers, tokens, pauses, two models) and histograms."""
+    header = ("scenario", "ok", "rate/model", "of limit", "429s", "failed", "max/s", "held by")
+    rows: list[tuple[str, ...]] = [header]
+    histograms: Histograms = []
+    declared = [{"id": m, "rpm": LIMIT} for m in ("model-a", "model-b")]
+    with GatewayThread(openai_gateway()) as gw:
+        _, frame, summary = run_job(gw, base / "oa-declared", ROWS, models=declared)
+        rows.append(rate_row("openai 600/min/model, declared", gw, frame, summary, LIMIT))
+        histograms.append(
+            ("openai declared, model-a", per_second(gw.gateway.limits.arrivals["model-a"]))
+        )
+    if declared_only:
+        return rows, histograms
+    with GatewayThread(openai_gateway()) as gw:
+        _, frame, summary = run_job(gw, base / "oa-undeclared", ROWS)
+        rows.append(rate_row("openai 600/min/model, undeclared", gw, frame, summary, LIMIT))
+    rows.append(tokens_row(base))
+    # Pauses: 1% of answers are 429s asking for 1 s (scenario S12); the pace resumes after.
+    with GatewayThread(openai_gateway(fault_rates={"S12": 0.01})) as gw:
+        one = [{"id": "model-a", "rpm": LIMIT}]
+        _, frame, summary = run_job(gw, base / "oa-pauses", 200, models=one)
+        rows.append(rate_row("openai declared, 1% 429 (1 s)", gw, frame, summary, LIMIT))
+        histograms.append(
+            ("after pauses, model-a", per_second(gw.gateway.limits.arrivals["model-a"]))
+        )
+    # Two models, separate limits; model-b declares twice its limit.
+    with GatewayThread(openai_gateway(ratelimit_dialect="oneapi", rate_limit_style="S12")) as gw:
+        models = [{"id": "model-a", "rpm": LIMIT}, {"id": "model-b", "rpm": 2 * LIMIT}]
+        _, frame, summary = run_job(gw, base / "two-models", 150, models=models)
+        rows.append(rate_row("model-b over-driven 2x", gw, frame, summary, LIMIT))
+    return rows, histograms
+
+
+def print_rates(rows: list[tuple[str, ...]], histograms: Histograms) -> None:
+    """The rate table, then each histogram against the pace and the burst."""
+    print(table(rows))
+    print()
+    pace = f"pace {LIMIT / 60 * HEADER_MARGIN:.1f}/s + burst {BURST}"
+    for name, counts in histograms:
+        print(f"requests per second, {name} ({pace}):")
+        print("  " + " ".join(str(c) for c in counts))
+
+
+def tokens_row(base: Path) -> tuple[str, ...]:
+    """23,000 tokens a minute per model, declared, OpenAI's token headers."""
+    tokens = {"model_tpm": {"model-a": TPM, "model-b": TPM}, "model_rpm": {}}
+    with GatewayThread(openai_gateway(**tokens)) as gw:
+        models = [{"id": m, "tpm": TPM} for m in ("model-a", "model-b")]
+        _, frame, summary = run_job(gw, base / "oa-tpm", ROWS, models=models)
+        tpm = token_rates(gw, frame)
+        return (
+            "openai 23,000 tpm/model, declared",
+            f"{frame.filter(pl.col('status') == 'ok').height}/{frame.height}",
+            ", ".join(f"{t:,.0f}" for t in tpm) + " tok/min",
+            ", ".join(f"{t / TPM:.1%}" for t in tpm),
+            str(gw.gateway.stats.rate_limited),
+            str(frame.filter(pl.col("status") != "ok").height),
+            "-",
+            held(summary, "model-a"),
+        )
 
 
 def token_rates(gw: GatewayThread, frame: pl.DataFrame) -> list[float]:
@@ -174,12 +203,14 @@ def token_rates(gw: GatewayThread, frame: pl.DataFrame) -> list[float]:
 def litellm_and_parallel(base: Path) -> list[tuple[str, ...]]:
     """LiteLLM's deployment limit (only llm_provider-retry-after) and a max-parallel limit."""
     rows: list[tuple[str, ...]] = [("scenario", "exit", "ok", "429s", "sent", "seconds", "held by")]
-    settings = GatewaySettings(
-        model_rpm={"model-a": 20}, ratelimit_dialect="litellm", latency_ms=300, latency_sigma=0.3
-    )
-    with GatewayThread(settings) as gw:
-        code, frame, summary = run_job(gw, base / "litellm", 30, models=["model-a"])
-        rows.append(outcome_row("litellm 20 rpm, 30 requests", gw, code, frame, summary))
+    # Each run waits out one 60 s advice: the latencies run side by side, their starts
+    # (where the 429s happen) a few seconds apart so they do not share the CPU then.
+    with ThreadPoolExecutor(len(LITELLM_LATENCIES_MS)) as pool:
+        runs = [
+            pool.submit(litellm_run, base, latency, index * LITELLM_STAGGER_S)
+            for index, latency in enumerate(LITELLM_LATENCIES_MS)
+        ]
+        rows.extend(run.result() for run in runs)
     settings = GatewaySettings(max_parallel=4, latency_ms=100)
     with GatewayThread(settings) as gw:
         job = {"models": ["model-a"], "limits": {"concurrency": 16}}
@@ -187,6 +218,23 @@ def litellm_and_parallel(base: Path) -> list[tuple[str, ...]]:
         row = outcome_row("max parallel 4, concurrency 16", gw, code, frame, summary)
         rows.append((*row[:5], f"{row[5]} (4 parallel: {30 / 4 * 0.1:.2f})", row[6]))
     return rows
+
+
+def litellm_run(base: Path, latency_ms: float, delay_s: float) -> tuple[str, ...]:
+    """20 rpm in fixed one-minute windows, 429s with only ``llm_provider-retry-after: 60``,
+    30 requests at the default concurrency (32), answers taking ``latency_ms``."""
+    time.sleep(delay_s)
+    settings = GatewaySettings(
+        model_rpm={"model-a": 20},
+        ratelimit_dialect="litellm",
+        latency_ms=latency_ms,
+        latency_sigma=0.3,
+    )
+    with GatewayThread(settings) as gw:
+        folder = base / f"litellm-{latency_ms:g}"
+        code, frame, summary = run_job(gw, folder, 30, models=["model-a"])
+        name = f"litellm 20 rpm, 30 requests, {latency_ms:g} ms"
+        return outcome_row(name, gw, code, frame, summary)
 
 
 def outcome_row(

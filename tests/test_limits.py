@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -81,6 +82,33 @@ def test_window_slow_start_doubles_per_round() -> None:
     window.shrink(0.5)
     window.grow()
     assert window.limit == pytest.approx(4.25)
+
+
+def test_a_slow_start_spreads_its_requests_over_the_round_trip() -> None:
+    """After a 200 ms probe the window opens to its slow start of 4: they go 50 ms apart,
+    not at once, so a budget that runs out mid-round is overshot by few; at the cap the
+    spreading ends."""
+    clock = FakeClock()
+    lim = Limiter(
+        ScopeLimits(32, adaptive=False), {"a": ScopeLimits(32)}, clock=clock, sleep=clock.sleep
+    )
+
+    async def main() -> list[float]:
+        probe = await lim.acquire("a", 1)
+        probe.succeeded(0.2, 2)
+        probe.release()
+        times = []
+        for _ in range(4):
+            await lim.acquire("a", 1)  # kept in flight
+            times.append(clock.now)
+        return times
+
+    times = asyncio.run(main())
+    assert [b - a for a, b in itertools.pairwise(times)] == pytest.approx([0.05] * 3)
+    window = lim.models["a"].window
+    window.limit = float(window.cap)
+    window.spread(0.2)
+    assert window.ramp is None and lim.models["a"].unpaced()
 
 
 def test_window_wakes_waiters_without_polling() -> None:

@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from batchrun.limits import Limiter, Permit, ScopeLimits
-from batchrun.pacing import AdaptiveRate, Pacer
+from batchrun.pacing import LATE_TOLERANCE_S, AdaptiveRate, Pacer
 from batchrun.ratelimits import Budget, RateLimitAdvice
 from batchrun.scope import HEADER_MARGIN
 
@@ -225,10 +225,10 @@ def test_a_gateway_metering_tokens_is_charged_prompt_plus_max_tokens() -> None:
     assert lim.models["a"].tokens == pytest.approx(43)
 
 
-def test_a_stalled_loop_does_not_make_up_missed_slots_in_a_burst() -> None:
-    """A request woken 0.3 s late: the next goes one interval after it, not at once."""
+def stalled_times(stall_s: float, requests: int = 3) -> list[float]:
+    """When each of ``requests`` paced at 600 rpm went, the second woken ``stall_s`` late."""
     clock = FakeClock()
-    stalls = [0.3]
+    stalls = [stall_s]
 
     async def stalling_sleep(seconds: float) -> None:
         clock.now += seconds + (stalls.pop() if stalls else 0.0)
@@ -239,13 +239,27 @@ def test_a_stalled_loop_does_not_make_up_missed_slots_in_a_burst() -> None:
 
     async def main() -> list[float]:
         times = []
-        for _ in range(3):
+        for _ in range(requests):
             permit = await lim.acquire("a", 1)
             times.append(clock.now)
             permit.succeeded(0.0, 2)
             permit.release()
         return times
 
-    first, late, after = asyncio.run(main())
+    return asyncio.run(main())
+
+
+def test_a_stalled_loop_does_not_make_up_missed_slots_in_a_burst() -> None:
+    """A request woken 0.3 s late: the next goes about one interval after it, not at once
+    (one interval less the late tolerance the schedule keeps)."""
+    first, late, after = stalled_times(0.3)
     assert late - first == pytest.approx(0.4)
-    assert after - late == pytest.approx(0.1)
+    assert after - late == pytest.approx(0.1 - LATE_TOLERANCE_S)
+
+
+def test_a_stall_costs_only_the_time_beyond_the_late_tolerance() -> None:
+    """Woken 50 ms late, the schedule moves by 30 ms, not by the whole 50 ms: a busy machine
+    stalling the loop now and then no longer loses each stall's full length of its pace."""
+    times = stalled_times(0.05, requests=12)
+    assert times[1] - times[0] == pytest.approx(0.15)
+    assert times[-1] - times[0] == pytest.approx(11 * 0.1 + 0.05 - LATE_TOLERANCE_S)

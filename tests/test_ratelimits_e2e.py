@@ -16,6 +16,7 @@ import pytest
 from conftest import TEST_KEY, invoke, job_dict, make_prompts, write_job
 
 from batchrun.gateway import GatewayThread
+from batchrun.gateway.counters import FixedWindow
 from batchrun.gateway.limits import DIALECT_HEADER
 
 Start = Callable[..., GatewayThread]
@@ -39,9 +40,10 @@ def model_row(summary: dict[str, Any], model: str) -> dict[str, Any]:
     return next(row for row in summary["models"] if row["model"] == model)
 
 
-def post(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
-    """One chat request; its status and headers (lower-cased)."""
-    body = json.dumps({"model": "model-a", "messages": [{"role": "user", "content": "hi"}]})
+def post(url: str, headers: dict[str, str], stream: bool = False) -> tuple[int, dict[str, str]]:
+    """One chat request (streamed if ``stream``); its status and headers (lower-cased)."""
+    messages = [{"role": "user", "content": "hi"}]
+    body = json.dumps({"model": "model-a", "messages": messages, "stream": stream})
     request = urllib.request.Request(
         url + "/chat/completions",
         data=body.encode(),
@@ -94,6 +96,26 @@ def test_openai_headers_undeclared_are_ridden_without_429s_or_bursts(start_gatew
     arrivals = gw.gateway.limits.arrivals["model-a"]
     per_second = Counter(int(t - arrivals[0]) for t in arrivals)
     assert max(per_second.values()) <= 20 + 1  # the pace plus the burst
+
+
+def test_streamed_answers_carry_the_budget_headers_and_they_pace_the_run(
+    start_gateway: Start,
+) -> None:
+    """A stream's headers come with its status line, before its events: the gateway puts its
+    budget there, and a streamed run with nothing declared paces by the limit they announce,
+    not by one learned from 429s."""
+    gw = start_gateway(
+        model_rpm={"model-a": 2400},
+        rate_limit_window_s=1.0,
+        ratelimit_dialect="openai",
+        stream_chunk_ms=1,
+    )
+    status, headers = post(gw.url, {}, stream=True)
+    assert status == 200 and headers["content-type"].startswith("text/event-stream")
+    assert headers["x-ratelimit-remaining-requests"] == "39"
+    summary, _ = run_job(gw, 40, models=["model-a"], stream=True)
+    assert gw.gateway.stats.rate_limited <= 3
+    assert model_row(summary, "model-a")["pace_per_min"] == 2400
 
 
 def test_anthropic_headers_asked_for_per_request_pace_the_run(start_gateway: Start) -> None:
@@ -155,3 +177,34 @@ def test_a_mock_job_chooses_its_gateway_dialect() -> None:
     frame = pl.read_parquet("out/results.parquet")
     assert frame.height == 12 and set(frame["status"]) == {"ok"}
     assert json.loads(result.stdout)["models"][0]["rate_limited"] == 0
+
+
+def test_a_fixed_window_starts_with_the_first_request_after_the_last_one_ended() -> None:
+    """LiteLLM's windows start with a request, not on the clock's minute: a run's first
+    request always meets a whole window (20 a minute), refusals counted, then a new one."""
+    window = FixedWindow(20, 60.0)
+    assert window.state(1000.5).remaining == 20  # none started: a whole window
+    assert [window.take(1000.5 + i * 0.1) for i in range(20)] == [0.0] * 20
+    assert window.take(1010.5) == pytest.approx(50.0)
+    assert window.state(1010.5).reset_s == pytest.approx(50.0)
+    assert window.take(1060.5) == 0.0  # the next window starts here
+    assert window.state(1061.0).remaining == 19
+
+
+@pytest.mark.parametrize("latency_ms", [10, 50])
+def test_the_slow_start_does_not_overshoot_a_fixed_window(
+    start_gateway: Start, latency_ms: float
+) -> None:
+    """20 a fixed 3 s window, 429s with only ``llm_provider-retry-after``, concurrency 32,
+    quick answers: the slow start spreads its sends over each round trip, so few go out
+    between the budget running out and the first 429 coming back: at most 5 429s."""
+    gw = start_gateway(
+        model_rpm={"model-a": 400},
+        rate_limit_window_s=3.0,
+        rate_limit_retry_after_s=3.0,
+        ratelimit_dialect="litellm",
+        latency_ms=latency_ms,
+        latency_sigma=0.3,
+    )
+    run_job(gw, 30, models=["model-a"], limits={"concurrency": 32})
+    assert gw.gateway.stats.rate_limited <= 5

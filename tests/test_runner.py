@@ -229,7 +229,11 @@ def test_models_progress_alike() -> None:
 
 
 def test_probe_first_then_open() -> None:
-    """A model sends one request alone; after its first success the window opens."""
+    """A model sends one request alone; after its first success the window opens.
+
+    Answers take 100 ms: a slow start spreads its requests over at least that long, so
+    with quicker answers they would not overlap enough to show the window's size.
+    """
     in_flight = [0]
     peak: list[int] = []
 
@@ -237,7 +241,7 @@ def test_probe_first_then_open() -> None:
         async def complete(self, request: Request) -> Answer:
             in_flight[0] += 1
             peak.append(in_flight[0])
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0.1)
             in_flight[0] -= 1
             return ok()
 

@@ -134,6 +134,7 @@ class Gateway:
         for route in self.routes():
             added = app.router.add_route(route.method, route.path, route.handler)
             self._routes[added] = route
+        app.on_response_prepare.append(self.limits.on_prepare)
         return app
 
     def _route_of(self, request: web.Request) -> tuple[Guard | None, bool]:
@@ -146,16 +147,13 @@ class Gateway:
 
     def _generate_with(self, fmt: ApiFormat) -> Handler:
         async def generate(request: web.Request) -> web.StreamResponse:
-            response: web.StreamResponse | None = None
             try:
                 admitted = await self._admit(request, fmt)
                 if isinstance(admitted, web.StreamResponse):
-                    response = admitted
-                else:
-                    response = await fmt.respond(admitted)
-                return response
+                    return admitted
+                return await fmt.respond(admitted)
             finally:
-                self.limits.finish(request, response)
+                self.limits.finish(request)
 
         generate.__doc__ = f"``POST {fmt.path}``: the {fmt.name} API."
         return generate

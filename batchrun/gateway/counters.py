@@ -8,8 +8,9 @@ until whole again or until it starts over). Three kinds:
 * ``SlidingWindow``: a log of what passed over the last ``window_s``
   (one-api's one-minute log; OpenAI-style limits over a few seconds).
   Slots come back continuously, as the oldest entries leave the window.
-* ``FixedWindow``: a count per window aligned on multiples of ``window_s``
-  (LiteLLM's per-minute limits): the whole budget comes back at once.
+* ``FixedWindow``: a count per window of ``window_s`` that starts with the
+  first request after the last window ended (LiteLLM's per-minute limits):
+  the whole budget comes back at once.
   Refused requests count too, as LiteLLM counts them.
 * ``TokenBucket``: a rate with a burst, as hosted APIs meter a minute.
 """
@@ -84,32 +85,37 @@ class SlidingWindow:
 
 
 class FixedWindow:
-    """A count per fixed window (``window_s`` long, aligned on its multiples), refusals counted."""
+    """A count per fixed window of ``window_s``, refusals counted.
+
+    A window starts with the first request after the last one ended, as
+    LiteLLM's limiter keeps it (a window start and a counter, reset together),
+    so the first request of a run always meets a whole window.
+    """
 
     def __init__(self, per_minute: float, window_s: float = 60.0) -> None:
         self.per_minute = per_minute
         self.window_s = window_s
         self.limit = max(1.0, math.floor(per_minute * window_s / 60.0))
-        self.index = -1
+        self.start: float | None = None
         self.used = 0.0
-
-    def _roll(self, now: float) -> None:
-        index = math.floor(now / self.window_s)
-        if index != self.index:
-            self.index, self.used = index, 0.0
 
     def take(self, now: float, cost: float = 1.0) -> float:
         """0 if ``cost`` fits in this window (counted either way), else seconds until the next."""
-        self._roll(now)
+        start = self.start
+        if start is None or now - start >= self.window_s:
+            start = self.start = now
+            self.used = 0.0
         self.used += cost
         if self.used <= self.limit:
             return 0.0
-        return (self.index + 1) * self.window_s - now
+        return self.window_s - (now - start)
 
     def state(self, now: float) -> CounterState:
-        """Left in this window, and seconds until the next one starts."""
-        self._roll(now)
-        reset = (self.index + 1) * self.window_s - now
+        """Left in this window, and seconds until the next starts (a whole one if none runs)."""
+        start = self.start
+        if start is None or now - start >= self.window_s:
+            return CounterState(self.per_minute, self.limit, self.window_s, True)
+        reset = self.window_s - (now - start)
         return CounterState(self.per_minute, max(0.0, self.limit - self.used), reset, True)
 
 

@@ -4,8 +4,9 @@
 ask for: requests a minute per key and per model, tokens a minute per model
 (each request charged its prompt plus ``max_tokens``, as OpenAI meters), and
 a key's requests in flight (LiteLLM's ``max_parallel_requests``). ``admit``
-lets a request through or answers it with its 429; ``finish`` puts the
-limits' headers on the answer and gives the in-flight place back.
+lets a request through or answers it with its 429; ``on_prepare`` puts the
+limits' headers on the answer as it starts (a stream's too), and ``finish``
+gives the in-flight place back.
 
 The dialect (``GatewaySettings.ratelimit_dialect``, or per request the
 header ``X-Sim-Ratelimit``) decides the words:
@@ -157,14 +158,23 @@ class GatewayLimits:
         self.in_flight += 1
         return None
 
-    def finish(self, request: web.Request, response: web.StreamResponse | None) -> None:
-        """The request is answered: its budget headers on the answer (unless already sent)."""
-        headers = request.pop(_ADMITTED, None)
-        if headers is None:
-            return
-        self.in_flight -= 1
-        if response is not None and not response.prepared:
+    async def on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Put an admitted request's budget headers on its answer as it starts.
+
+        Every answer, streamed ones too, gets them with its status line (an
+        ``on_response_prepare`` signal): a stream's headers go before its body.
+        """
+        headers = request.get(_ADMITTED)
+        if headers:
             response.headers.update(headers)
+
+    def finish(self, request: web.Request) -> None:
+        """The request is answered (once): its in-flight place is given back.
+
+        Its headers stay on it: a whole answer is prepared only after this.
+        """
+        if _ADMITTED in request:
+            self.in_flight -= 1
 
     def _headers(self, dialect: str, model: str, now: float) -> dict[str, str]:
         requests = self.models.get(model) or self.key
