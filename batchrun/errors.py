@@ -16,7 +16,8 @@
         │   ├── StreamCut                 a stream ended without a finish reason
         │   └── EmptyAnswer               a 200 with no content, tool call, refusal nor usage
         ├── RowError                  this request will never succeed: 400, 404, 413, refusals
-        │   └── ArtifactError             an answer's file is not of its promised type, or too large
+        │   ├── ArtifactError             an answer's file is not of its promised type, or too large
+        │   └── TaskUnfinished            a video task running past its timeout: kept for next run
         ├── ModelUnavailable          the gateway has no channel for, or does not know, this model
         └── FatalRequestError         the key or the account is unusable: the run stops (exit 3)
 
@@ -179,6 +180,13 @@ class ArtifactError(RowError):
     """An answer's file is not of the type it promised (by magic number), or over a bound."""
 
     error_type = "bad_artifact"
+
+
+class TaskUnfinished(RowError):
+    """A remote task (a video) still running at its timeout: not retried in this run, but
+    not done either, so its task stays recorded and the next run collects it."""
+
+    error_type = "task_unfinished"
 
 
 class ModelUnavailable(RequestError):

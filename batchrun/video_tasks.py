@@ -17,8 +17,10 @@ What is a task's own is ``TaskApi``: the submission, the status, the file
 A poll that fails is retried by the runner like any request, and resumes
 the recorded task. A task the gateway says failed is forgotten (a rerun
 with ``--retry-errors`` submits again). A task still running after
-``TASK_TIMEOUT_S`` ends its row with an error. A video fetched and written
-is named in its job's ``detail``, so it is never fetched twice.
+``TASK_TIMEOUT_S`` ends its row with ``TaskUnfinished``: not a row that is
+done, so the task stays recorded and the next run collects it. A video
+fetched and written is named in its job's ``detail``, so it is never fetched
+twice.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 
 from batchrun.artifacts import ArtifactStore
 from batchrun.classify import answer_payload, snippet
-from batchrun.errors import RowError, ServerError
+from batchrun.errors import RowError, ServerError, TaskUnfinished
 from batchrun.formats.base import NO_USAGE, reply_of
 from batchrun.formats.media import media_answer
 from batchrun.formats.video import TaskState, VideoFormat
@@ -154,7 +156,7 @@ class VideoTasks:
 
         state = await poll_until(poll, POLL, sleep=self._sleep, timeout_s=self._timeout_s)
         if state is None:
-            raise RowError(
+            raise TaskUnfinished(
                 f"the video task {task_id} was not done after {self._timeout_s:g} s; it "
                 "stays recorded and the next run collects it"
             )

@@ -182,3 +182,55 @@ def test_a_failed_video_task_fails_its_row_and_is_forgotten(tmp_path: Path) -> N
         asyncio.run(tasks.complete(request, VideosFormat()))
     assert pending.find("k", TASK_KINDS) is None and tasks.submitted == 0
     assert not record_path(output).exists()
+
+
+class _RunningTasks:
+    """A client whose task is still running whenever it is polled."""
+
+    async def exchange(self, api: str, method: str, path: str, body: Any = None) -> Any:
+        from batchrun.transport import HttpResponse
+
+        return HttpResponse(200, {}, json.dumps({"id": "v1", "status": "in_progress"}).encode())
+
+
+def test_a_video_task_past_its_timeout_stays_recorded_for_the_next_run(tmp_path: Path) -> None:
+    """A task still running at its timeout ends its row, but the row is not done: the task
+    stays recorded and a later run collects it (it was a ``bad_request``, counted as done
+    and dropped from the record, so its video was never collected)."""
+    from batchrun.artifacts import ArtifactStore
+    from batchrun.errors import TaskUnfinished
+    from batchrun.media_sender import settle_tasks
+    from batchrun.record import Result
+    from batchrun.store import done_keys, results_frame
+    from batchrun.video_tasks import VideoTasks
+
+    async def no_wait(seconds: float) -> None:
+        return None
+
+    output = tmp_path / "o.parquet"
+    record = RemoteRecord(output)
+    record.submitted(RemoteJob.new("videos-task", "sora-2", ["k"]), "v1")
+    tasks = VideoTasks(
+        _RunningTasks(), record, ArtifactStore(output), secrets=[], sleep=no_wait, timeout_s=0.0
+    )
+    request: Any = type("R", (), {"key": "k", "model": None, "body": b""})()
+    with pytest.raises(TaskUnfinished, match="stays recorded") as info:
+        asyncio.run(tasks.complete(request, VideosFormat()))
+    row = Result(
+        prompt_id="p",
+        model="sora-2",
+        model_id="sora-2",
+        sample=0,
+        request_key="k",
+        status="error",
+        attempts=1,
+        started_at=0.0,
+        finished_at=1.0,
+        error_type=info.value.error_type,
+        error_message=info.value.message,
+    )
+    results_frame([row], "r", "j").write_parquet(output)
+    assert "k" not in done_keys(output)
+    settle_tasks(record, output)
+    job = RemoteRecord(output).find("k", TASK_KINDS)
+    assert job is not None and job.remote_id == "v1"
