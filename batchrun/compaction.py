@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import polars as pl
 from polars.io.plugins import register_io_source
 
-from batchrun.dataset import PROMPT_ID
+from batchrun.dataset import PROMPT_ID, find_rows
 from batchrun.store import (
     INPUT_PREFIX,
     RESULT_SCHEMA,
@@ -39,7 +40,7 @@ Transform = Callable[[pl.DataFrame], pl.DataFrame]
 
 def compact(
     output: Path,
-    prompts: pl.DataFrame | None,
+    prompts: pl.DataFrame | Carried | None,
     transform: Transform | None = None,
     metadata: dict[str, str] | None = None,
 ) -> int:
@@ -92,8 +93,8 @@ def _fold_into(
 ) -> int:
     """Fold ``parts`` and the earlier ``output`` into ``target`` (atomically); the rows written."""
     sources = ([output] if output.exists() else []) + parts
-    carried = _Carried(prompts) if prompts is not None else None
-    schema = _target_schema(sources, carried.frame if carried is not None else None)
+    carried = _Attach(prompts) if prompts is not None else None
+    schema = _target_schema(sources, carried.schema if carried is not None else None)
     if transform is not None:
         # The columns a transform adds (score_<name>) take their place in the output.
         added = {**transform(pl.DataFrame(schema=schema)).schema, **schema}
@@ -121,7 +122,7 @@ class _Fold:
     sources: list[Path]
     masks: dict[int, pl.Series]
     schema: dict[str, pl.DataType]
-    carried: _Carried | None
+    carried: _Attach | None
     transform: Transform | None
     written: int = 0
 
@@ -171,71 +172,118 @@ def _part_runs(parts: list[Path]) -> set[str]:
 
 
 def _keep_masks(sources: list[Path]) -> dict[int, pl.Series]:
-    """Per source with duplicates to drop, a boolean mask of the rows to keep."""
-    if not sources:
+    """Per source with duplicates to drop, a boolean mask of the rows to keep.
+
+    Keys seen more than once are found from a sorted hash of every key (8
+    bytes a row, where the keys as strings cost over 40); only their rows
+    are read to decide which one wins.
+    """
+    twice = _repeated_hashes(sources)
+    if twice.len() == 0:
         return {}
-    keys = pl.concat(
+    candidates = pl.concat(
         [
             pl.scan_parquet(path)
             .select("request_key", "status", "finished_at")
             .with_row_index("__row")
             .with_columns(pl.lit(index, pl.Int32).alias("__src"))
+            .filter(_key_hash().is_in(twice.implode()))
             for index, path in enumerate(sources)
         ]
     ).collect()
-    if not keys.get_column("request_key").is_duplicated().any():
-        return {}
     winners = (
-        keys.with_columns((pl.col("status") == "ok").alias("__ok"))
+        candidates.with_columns((pl.col("status") == "ok").alias("__ok"))
         .sort(["__ok", "finished_at", "__src", "__row"], nulls_last=False)
         .unique(subset="request_key", keep="last")
         .select("__src", "__row")
     )
+    losers = candidates.select("__src", "__row").join(winners, on=["__src", "__row"], how="anti")
     masks = {}
-    for index in range(len(sources)):
-        mine = keys.filter(pl.col("__src") == index).select("__row")
-        keep = winners.filter(pl.col("__src") == index).get_column("__row")
-        mask = mine.get_column("__row").is_in(keep.implode())
-        if not mask.all():
-            masks[index] = mask
+    for index, path in enumerate(sources):
+        dropped = losers.filter(pl.col("__src") == index).get_column("__row")
+        if dropped.len():
+            height = int(pl.scan_parquet(path).select(pl.len()).collect().item())
+            rows = pl.int_range(height, dtype=pl.UInt32, eager=True)
+            masks[index] = ~rows.is_in(dropped.cast(pl.UInt32).implode())
     return masks
 
 
-def _target_schema(sources: list[Path], carried: pl.DataFrame | None) -> dict[str, pl.DataType]:
+def _repeated_hashes(sources: list[Path]) -> pl.Series:
+    """The hashes of the request keys that occur more than once (or collide) in ``sources``."""
+    hashes = (
+        pl.concat([pl.scan_parquet(path).select(_key_hash().alias("h")) for path in sources])
+        .collect(engine="streaming")
+        .get_column("h")
+        .sort()
+    )
+    return hashes.filter(hashes == hashes.shift()).unique()
+
+
+def _key_hash() -> pl.Expr:
+    return pl.col("request_key").hash(seed=0)
+
+
+def _target_schema(
+    sources: list[Path], carried: dict[str, pl.DataType] | None
+) -> dict[str, pl.DataType]:
     """The union of the columns of every source and the carried columns, in output order."""
     merged: dict[str, pl.DataType] = dict(RESULT_SCHEMA)
     for path in sources:
         for name, dtype in pl.read_parquet_schema(path).items():
             merged.setdefault(name, dtype)
     if carried is not None:
-        for name, dtype in carried.schema.items():
+        for name, dtype in carried.items():
             merged.setdefault(name, dtype)
     return {name: merged[name] for name in _column_order(list(merged))}
 
 
-class _Carried:
-    """The carried input columns, found by prompt id with a binary search (no copy)."""
+class Carried(Protocol):
+    """Where the carried columns come from: the prompt set, found by prompt id."""
+
+    @property
+    def schema(self) -> dict[str, pl.DataType]:
+        """The prompt set's columns (``prompt_id`` among them), as it names them."""
+
+    def rows(self, ids: pl.Series) -> pl.DataFrame:
+        """The columns of each prompt id, in order; nulls for an id the set lacks."""
+
+
+class _Frame:
+    """A prompt set held whole, as ``Carried``."""
 
     def __init__(self, prompts: pl.DataFrame) -> None:
-        self.frame = _carried(prompts)
-        ids = self.frame.get_column(PROMPT_ID)
-        self.order = ids.arg_sort()
-        self.sorted_ids = ids.gather(self.order)
+        self.frame = prompts
+
+    @property
+    def schema(self) -> dict[str, pl.DataType]:
+        """The prompt set's columns."""
+        return dict(self.frame.schema)
+
+    def rows(self, ids: pl.Series) -> pl.DataFrame:
+        """The rows of ``ids``, nulls for unknown ids."""
+        return self.frame.select(pl.all().gather(find_rows(self.frame.get_column(PROMPT_ID), ids)))
+
+
+class _Attach:
+    """The carried input columns put on result rows, clashing names prefixed."""
+
+    def __init__(self, carried: pl.DataFrame | Carried) -> None:
+        self.carried = _Frame(carried) if isinstance(carried, pl.DataFrame) else carried
+        schema = self.carried.schema
+        self.renames = {
+            name: INPUT_PREFIX + name
+            for name in schema
+            if name != PROMPT_ID and name in RESULT_SCHEMA
+        }
+        self.schema = {self.renames.get(name, name): dtype for name, dtype in schema.items()}
 
     def attach(self, frame: pl.DataFrame) -> pl.DataFrame:
         """``frame`` with the carried columns of each row's prompt (null if unknown)."""
-        present = [c for c in self.frame.columns if c != PROMPT_ID and c not in frame.columns]
-        if not present or self.frame.height == 0:
+        present = [c for c in self.schema if c != PROMPT_ID and c not in frame.columns]
+        if not present:
             return frame
-        wanted = frame.get_column(PROMPT_ID)
-        position = self.sorted_ids.search_sorted(wanted, side="left")
-        rows = self.order.gather(position.clip(0, self.frame.height - 1))
-        found = self.frame.select(PROMPT_ID, *present)[rows]
-        matched = found.get_column(PROMPT_ID) == wanted
-        extra = found.with_columns(matched.alias("__matched")).select(
-            pl.when(pl.col("__matched")).then(pl.col(c)).otherwise(None).alias(c) for c in present
-        )
-        return frame.hstack(extra)
+        found = self.carried.rows(frame.get_column(PROMPT_ID))
+        return frame.hstack(found.rename(self.renames).select(present))
 
 
 def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -250,16 +298,6 @@ def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFram
     )
 
 
-def _carried(prompts: pl.DataFrame) -> pl.DataFrame:
-    """The prompt set's columns as carried into results, clashing names prefixed."""
-    renames = {
-        name: INPUT_PREFIX + name
-        for name in prompts.columns
-        if name != PROMPT_ID and name in RESULT_SCHEMA
-    }
-    return prompts.rename(renames)
-
-
 def _column_order(columns: list[str]) -> list[str]:
     """Result head, carried input columns, result tail, then scores (``score_*``)."""
     head = ["run_id", "job", PROMPT_ID, "model", "model_id", "sample", "request_key"]
@@ -270,7 +308,7 @@ def _column_order(columns: list[str]) -> list[str]:
     return [*head, *carried, *result_tail, *scores]
 
 
-def current_ok(output: Path, prompts: pl.DataFrame | None) -> pl.DataFrame:
+def current_ok(output: Path, prompts: pl.DataFrame | Carried | None) -> pl.DataFrame:
     """The ok rows the output holds once compacted, one per request key, carried columns on.
 
     Read from the output and its parts as they stand, without compacting.
@@ -284,7 +322,7 @@ def current_ok(output: Path, prompts: pl.DataFrame | None) -> pl.DataFrame:
         .unique(subset="request_key", keep="last", maintain_order=True)
         .collect()
     )
-    return _Carried(prompts).attach(rows) if prompts is not None else rows
+    return _Attach(prompts).attach(rows) if prompts is not None else rows
 
 
 def _result_columns(path: Path) -> pl.LazyFrame:
@@ -296,7 +334,7 @@ def _result_columns(path: Path) -> pl.LazyFrame:
     )
 
 
-def set_aside(output: Path, prompts: pl.DataFrame) -> Path | None:
+def set_aside(output: Path, prompts: pl.DataFrame | Carried) -> Path | None:
     """For ``--fresh``: fold any parts into the output and move it aside; its new name.
 
     Run after ``batchrun.heal.recover``, so every file it reads is whole.

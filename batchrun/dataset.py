@@ -3,7 +3,8 @@
 ``read_dataset`` promises a non-empty DataFrame with a unique, non-null
 string column ``PROMPT_ID`` first, or a ``JobError`` naming the file and
 what is wrong with it. Files of a folder or glob must share their columns
-unless the job sets ``input.union: true``.
+unless the job sets ``input.union: true``. ``find_rows`` finds rows of a
+prompt set by their ids.
 """
 
 from __future__ import annotations
@@ -143,16 +144,33 @@ def _with_prompt_id(frame: pl.DataFrame, spec: InputSpec) -> pl.DataFrame:
                 f"data row {first + 1}; give every row an id"
             )
         ids = ids.cast(pl.String)
-        duplicated = ids.filter(ids.is_duplicated())
-        if duplicated.len():
+        repeated = _repeated(ids)
+        if repeated is not None:
             raise JobError(
-                f"input.id_column: column {column!r} repeats the id {duplicated[0]!r}; "
+                f"input.id_column: column {column!r} repeats the id {repeated!r}; "
                 "ids must be unique"
             )
     else:
         ids = pl.Series(PROMPT_ID, _row_hashes(frame), dtype=pl.String)
     frame = frame.drop(PROMPT_ID) if PROMPT_ID in frame.columns else frame
     return frame.insert_column(0, ids.alias(PROMPT_ID))
+
+
+def _repeated(ids: pl.Series) -> str | None:
+    """The first id (in row order) that some other row repeats, or None.
+
+    Sorted hashes are compared with their neighbours, and only ids whose
+    hash repeats are compared as text: a hash table of every id would cost
+    several times the column's own memory.
+    """
+    hashes = ids.hash(seed=0)
+    ordered = hashes.sort()
+    twice = ordered.filter(ordered == ordered.shift())
+    if twice.len() == 0:
+        return None
+    suspects = ids.filter(hashes.is_in(twice.implode()))
+    repeated = suspects.filter(suspects.is_duplicated())
+    return str(repeated[0]) if repeated.len() else None
 
 
 def _row_hashes(frame: pl.DataFrame) -> list[str]:
@@ -168,3 +186,15 @@ def _row_hashes(frame: pl.DataFrame) -> list[str]:
         seen[digest] = count + 1
         out.append(digest if count == 0 else f"{digest}-{count}")
     return out
+
+
+def find_rows(ids: pl.Series, wanted: pl.Series) -> pl.Series:
+    """The row of each wanted prompt id among ``ids`` (unique), in order; null where none.
+
+    Only ``wanted`` (a batch) is hashed, never every id: finding a batch's
+    prompts costs the batch's memory, however long the prompt set.
+    """
+    rows = ids.is_in(wanted.implode()).arg_true()
+    found = pl.DataFrame({"id": ids.gather(rows), "row": rows})
+    asked = pl.DataFrame({"id": wanted.cast(pl.String)})
+    return asked.join(found, on="id", how="left", maintain_order="left").get_column("row")

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 from polars.exceptions import PanicException
@@ -28,6 +29,9 @@ from batchrun.store import (
     results_frame,
     write_parquet_atomic,
 )
+
+if TYPE_CHECKING:
+    from batchrun.compaction import Carried
 
 # What a rerun reads from the output before anything else: checked whole every run.
 KEY_COLUMNS = ["request_key", "status", "error_type", "finished_at"]
@@ -59,7 +63,7 @@ class Damage:
         )
 
 
-def ready_output(output: Path, prompts: pl.DataFrame, fresh: bool) -> list[str]:
+def ready_output(output: Path, prompts: Carried, fresh: bool) -> list[str]:
     """Heal the output's files, and for ``--fresh`` set them aside; lines for the user."""
     from batchrun.compaction import set_aside
 
@@ -131,12 +135,26 @@ def _parquet_damage(path: Path, columns: list[str] | None) -> Damage | None:
     if not path.exists():
         return None
     try:
-        pl.read_parquet(path, columns=columns)
+        _read_through(path, columns)
     except _UNREADABLE as exc:
         frame = _readable_rows(path)
         kept = frame.height if frame is not None else 0
         return Damage(path, _first_line(exc), kept, "rows that read", frame)
     return None
+
+
+def _read_through(path: Path, columns: list[str] | None) -> None:
+    """Read every row of ``path`` (``columns`` only, if given), a row group's worth at a time.
+
+    Raises what Polars raises on the first part that does not read; holds one
+    slice at a time, so checking a million rows costs no more than 20,000.
+    """
+    scan = pl.scan_parquet(path)
+    if columns is not None:
+        scan = scan.select(columns)
+    total = int(scan.select(pl.len()).collect().item())
+    for start in range(0, total, ROW_GROUP_ROWS):
+        scan.slice(start, ROW_GROUP_ROWS).collect()
 
 
 def _readable_rows(path: Path) -> pl.DataFrame | None:

@@ -27,7 +27,7 @@ async def run_judges(run: Run, reports: list[RunReport], judged: dict[str, Path]
     from batchrun.compaction import current_ok
     from batchrun.judge import judge_output, judge_plan
 
-    answers = current_ok(prepared.output, prepared.plan.prompts)
+    answers = current_ok(prepared.output, prepared.plan.table)
     for spec in (s for s in job.scores if s.grader == "judge"):
         plan = judge_plan(job, spec, answers, prepared.output)
         if plan is None:

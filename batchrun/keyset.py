@@ -18,23 +18,37 @@ import polars as pl
 
 _HALF = 16
 _SLICE = 65_536
+_LOW = 2**64 - 1
+# A key held as two halves: 32 hex digits, as ``request_key`` makes them.
+_REGULAR = "^[0-9a-f]{32}$"
 
 
 class KeySet(Set[str]):
     """Request keys, compact: sorted 64-bit halves plus the odd keys as strings."""
 
-    def __init__(self, keys: pl.Series) -> None:
-        hi = _half(keys.str.slice(0, _HALF))
-        lo = _half(keys.str.slice(_HALF))
-        regular = (keys.str.len_bytes() == 2 * _HALF) & hi.is_not_null() & lo.is_not_null()
-        # Sorted, then each key once (a hash-based unique() costs ten times the memory).
-        packed = pl.DataFrame({"hi": hi, "lo": lo}).filter(regular).sort("hi", "lo")
-        first = pl.int_range(pl.len()) == 0
-        changed = (pl.col("hi") != pl.col("hi").shift()) | (pl.col("lo") != pl.col("lo").shift())
-        packed = packed.filter(first | changed)
-        self._hi = _to_array(packed.get_column("hi"))
-        self._lo = _to_array(packed.get_column("lo"))
-        self._odd = set(keys.filter(~regular).unique().to_list())
+    def __init__(self, keys: pl.Series | pl.LazyFrame) -> None:
+        """The keys of a column, or of a lazy frame's first column.
+
+        Polars reads each key as one 128-bit number, without a Python string
+        per key: a million keys as strings would cost over 100 MB on their own.
+        """
+        lazy = keys.to_frame().lazy() if isinstance(keys, pl.Series) else keys
+        lazy = lazy.select(pl.first().alias("key"))
+        key = pl.col("key")
+        regular = key.str.contains(_REGULAR)
+        numbers, odd = pl.collect_all(
+            [
+                lazy.filter(regular).select(key.str.to_integer(base=16, dtype=pl.UInt128)),
+                lazy.filter(~regular).select(key.unique()),
+            ],
+            engine="streaming",
+        )
+        self._odd = set(odd.get_column("key").to_list())
+        # Sorted in one 128-bit column: about its own size again, where a sort by two
+        # 64-bit columns (or a hash-based unique()) costs several times that.
+        ordered = numbers.get_column("key").sort()
+        del numbers
+        self._hi, self._lo = _halves(ordered)
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
@@ -61,14 +75,15 @@ class KeySet(Set[str]):
         yield from self._odd
 
 
-def _half(text: pl.Series) -> pl.Series:
-    """16 hex digits as a UInt64 (null where they are not hex)."""
-    return text.str.to_integer(base=16, dtype=pl.UInt64, strict=False)
-
-
-def _to_array(column: pl.Series) -> array[int]:
-    """A UInt64 column as an ``array('Q')``, a slice at a time (few Python ints at once)."""
-    values = array("Q")
-    for start in range(0, column.len(), _SLICE):
-        values.extend(column.slice(start, _SLICE).to_list())
-    return values
+def _halves(ordered: pl.Series) -> tuple[array[int], array[int]]:
+    """Sorted 128-bit keys, each once, as arrays of their high and low 64 bits."""
+    hi, lo = array("Q"), array("Q")
+    previous = None
+    for start in range(0, ordered.len(), _SLICE):
+        values = ordered.slice(start, _SLICE).to_list()
+        before = [previous, *values[:-1]]
+        once = [value for value, last in zip(values, before, strict=True) if value != last]
+        hi.extend(value >> 64 for value in once)
+        lo.extend(value & _LOW for value in once)
+        previous = values[-1]
+    return hi, lo

@@ -245,7 +245,7 @@ class Run:
         from batchrun.heal import ready_output
 
         try:
-            for line in ready_output(self.output, self.prepared.plan.prompts, self.options.fresh):
+            for line in ready_output(self.output, self.prepared.plan.table, self.options.fresh):
                 self.ui.notify(line)
             return done_keys(self.output, retry_errors=self.options.retry_errors)
         except OSError as exc:
@@ -313,6 +313,8 @@ class Run:
     def finish(self, judged: dict[str, Path] | None = None) -> RunReport:
         """Flush, compact into the output once (scores applied); the run's report."""
         self.flush()
+        models = self._model_rows()  # before compaction, which then has the latencies' room
+        self.tally.forget_latencies()
         job = self.prepared.job
         plan = self.prepared.plan
         state = OutputState()
@@ -320,7 +322,7 @@ class Run:
         try:
             dropped = set_aside_superseded(self.output, plan)
             finisher = output_finisher(job.scores, judged, dropped)
-            compact(self.output, plan.prompts, finisher, file_metadata(job.scores))
+            compact(self.output, plan.table, finisher, file_metadata(job.scores))
             record_fingerprint(self.output, plan)
             state = OutputState(*failure_counts(self.output, self.awaited))
         except OSError as exc:
@@ -344,7 +346,7 @@ class Run:
             tolerance=self.options.max_failures,
             state=state,
             by_status=dict(self.tally.by_status),
-            models=self._model_rows(),
+            models=models,
             reason=self._reason(),
             signal=self.signals[0] if self.signals else None,
             errors={

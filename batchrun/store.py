@@ -160,7 +160,7 @@ def done_keys(output: Path, *, retry_errors: bool = False) -> KeySet:
     frame = pl.concat(
         [pl.scan_parquet(src).select("request_key", "status", "error_type") for src in sources]
     )
-    return KeySet(frame.filter(keep).select("request_key").collect().to_series())
+    return KeySet(frame.filter(keep).select("request_key"))
 
 
 def failure_counts(output: Path, awaited: Collection[str] = ()) -> tuple[int, int, int]:
@@ -171,7 +171,9 @@ def failure_counts(output: Path, awaited: Collection[str] = ()) -> tuple[int, in
     """
     if not output.exists():
         return 0, 0, 0
-    failed = (pl.col("status") != "ok") & ~pl.col("request_key").is_in(list(awaited))
+    failed = pl.col("status") != "ok"
+    if awaited:
+        failed = failed & ~pl.col("request_key").is_in(list(awaited))
     counts = (
         pl.scan_parquet(output)
         .select(
@@ -179,7 +181,7 @@ def failure_counts(output: Path, awaited: Collection[str] = ()) -> tuple[int, in
             failed.sum().alias("failed"),
             (failed & pl.col("error_type").is_in(list(PERMANENT_ERRORS))).sum().alias("permanent"),
         )
-        .collect()
+        .collect(engine="streaming")  # a batch at a time, not every row's columns at once
         .row(0)
     )
     return int(counts[0]), int(counts[1]), int(counts[2])

@@ -44,9 +44,8 @@ def fingerprint(plan: Plan) -> str:
     digest = hashlib.blake2b(digest_size=16)
     for model in plan.models:
         digest.update(model.name.encode() + b"\x00" + model.key_prefix + b"\x00")
-    prompts = plan.prompts.select(PROMPT_ID, plan.wire_column)
-    digest.update(f"{plan.job.samples}:{prompts.height}:{pl.__version__}:".encode())
-    digest.update(str(prompts.hash_rows(seed=0).sum()).encode())
+    digest.update(f"{plan.job.samples}:{plan.rows}:{pl.__version__}:".encode())
+    digest.update(str(plan.table.digest).encode())
     return digest.hexdigest()
 
 
@@ -96,12 +95,11 @@ def _read(path: Path) -> str | None:
 def _superseded(sources: list[Path], plan: Plan) -> set[str]:
     """Keys of rows whose (prompt, model, sample) the plan now sends under another key.
 
-    The rows are read a batch at a time, so a first run of a million requests
-    holds one batch of them, not all.
+    The rows are read a batch at a time, and only their prompts are rendered,
+    so a first run of a million requests holds one batch of them, not all.
     """
     prefixes = {model.name: model.key_prefix for model in plan.models}
     samples = plan.job.samples
-    sent = plan.prompts.lazy().select(PROMPT_ID, plan.wire_column)
     found: set[str] = set()
     for source in sources:
         scan = (
@@ -110,7 +108,8 @@ def _superseded(sources: list[Path], plan: Plan) -> set[str]:
             .filter(pl.col("model").is_in(list(prefixes)))
         )
         for batch in scan.collect_batches(chunk_size=_BATCH_ROWS):
-            rows = batch.lazy().join(sent, on=PROMPT_ID).collect()
+            sent = plan.table.sent(batch.get_column(PROMPT_ID)).alias("__sent")
+            rows = batch.with_columns(sent).filter(sent.is_not_null())
             for key, prompt_id, model, sample, messages in rows.iter_rows():
                 if (
                     sample >= samples

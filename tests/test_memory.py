@@ -11,11 +11,14 @@ import pytest
 from conftest import invoke, job_dict, write_job
 
 from batchrun import store
+from batchrun.config import Job
 from batchrun.dataset import PROMPT_ID
 from batchrun.gateway import GatewayThread
 from batchrun.keyset import KeySet
+from batchrun.plan import Plan, build_plan
 from batchrun.stats import quantile
 from batchrun.summary import ModelTally, RunTally
+from batchrun.templates import compile_prompt
 
 
 def _key(i: int) -> str:
@@ -59,29 +62,11 @@ def test_superseded_rows_found_across_batches(
     from batchrun import supersede
 
     monkeypatch.setattr(supersede, "_BATCH_ROWS", 2)
-
-    class _Model:
-        name = "m"
-        key_prefix = b"{}"
-
-    class _Job:
-        samples = 1
-
-    class _Plan:
-        def __init__(self) -> None:
-            self.models = [_Model()]
-            self.job = _Job()
-            self.prompts = pl.DataFrame(
-                {PROMPT_ID: ["a", "b", "c"], "messages": ["[1]", "[2]", "[3]"]}
-            )
-            self.wire_column = "messages"
-
-    from batchrun.plan import request_key
-
-    current = [request_key(b"{}", p, m.encode(), 0) for p, m in (("a", "[1]"), ("b", "[2]"))]
+    plan = _plan({PROMPT_ID: ["a", "b", "c"], "q": ["1", "2", "3"]})
+    current = {r.prompt_id: r.key for r in plan.requests()}
     rows = pl.DataFrame(
         {
-            "request_key": [*current, "stale-key"],
+            "request_key": [current["a"], current["b"], "stale-key"],
             PROMPT_ID: ["a", "b", "c"],
             "model": ["m", "m", "m"],
             "sample": [0, 0, 0],
@@ -89,7 +74,23 @@ def test_superseded_rows_found_across_batches(
     )
     source = tmp_path / "r.parquet"
     rows.write_parquet(source)
-    assert supersede._superseded([source], _Plan()) == {"stale-key"}  # type: ignore[arg-type]
+    assert supersede._superseded([source], plan) == {"stale-key"}
+
+
+def _plan(columns: dict[str, list[str]], **job: object) -> Plan:
+    """The plan of a one-model job over ``columns`` (``{{ q }}`` as the user turn)."""
+    spec = Job.model_validate(
+        {
+            "name": "t",
+            "provider": "mock",
+            "input": {"path": "x.parquet"},
+            "prompt": {"user": "{{ q }}"},
+            "models": ["m"],
+            "output": {"path": "o.parquet"},
+            **job,
+        }
+    )
+    return build_plan(spec, pl.DataFrame(columns), compile_prompt(spec.prompt))
 
 
 def test_summary_percentiles_match_the_exact_quantile() -> None:

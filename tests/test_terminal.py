@@ -265,7 +265,8 @@ def test_vision_stores_the_image_path_and_sends_the_image(tmp_path: Path) -> Non
     shutil.copytree(REPO / "sample_data", tmp_path / "sample_data")
     shutil.copytree(REPO / "jobs", tmp_path / "jobs")
     prepared = prepare(tmp_path / "jobs" / "vision.yaml", check_output=False)
-    stored = prepared.plan.prompts["messages"].to_list()
+    table = prepared.plan.table
+    stored = table.rows(table.frame.get_column("prompt_id")).get_column("messages").to_list()
     assert all('"url":"images/' in text and "base64" not in text for text in stored)
     bodies = [request.body for request in prepared.plan.requests()]
     assert bodies and all(b"data:image/png;base64," in body for body in bodies)
