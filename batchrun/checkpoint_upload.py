@@ -68,7 +68,7 @@ class Snapshotter:
         finisher = output_finisher(job.scores, None, self._dropped)
         try:
             rows = snapshot(
-                output, self.target, self.prepared.plan.prompts, finisher, file_metadata(job.scores)
+                output, self.target, self.prepared.plan.table, finisher, file_metadata(job.scores)
             )
             upload(self.target, self.url, self.run_id)
         finally:

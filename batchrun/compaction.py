@@ -69,7 +69,7 @@ def compact(
 def snapshot(
     output: Path,
     target: Path,
-    prompts: pl.DataFrame | None,
+    prompts: pl.DataFrame | Carried | None,
     transform: Transform | None = None,
     metadata: dict[str, str] | None = None,
 ) -> int:
@@ -87,7 +87,7 @@ def _fold_into(
     output: Path,
     target: Path,
     parts: list[Path],
-    prompts: pl.DataFrame | None,
+    prompts: pl.DataFrame | Carried | None,
     transform: Transform | None,
     metadata: dict[str, str] | None,
 ) -> int:
