@@ -7,17 +7,20 @@ redirect to another origin carries none of the request's own headers (the
 key in every header any format puts it in, and the provider's extra
 headers), and every aiohttp exception turned into a ``RequestError``
 subclass here and nowhere else. ``MockTransport`` answers from a function,
-for tests that drive the client without a socket.
+for tests that drive the client without a socket. A request's total time
+is bounded by ``deadlines.Deadlines`` (one sweep, not a timer per request).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 import aiohttp
 import yarl
 
+from batchrun.deadlines import Deadlines
 from batchrun.errors import ConnectionFailure, StreamCut, TimeoutFailure
 from batchrun.redact import redact
 
@@ -75,8 +78,9 @@ class Transport(Protocol):
 class AiohttpTransport:
     """``Transport`` over one aiohttp session; use it as an async context manager.
 
-    A request is bounded by aiohttp's timeouts: ``timeout_s`` in all, and a
-    streamed one also ``idle_timeout_s`` between reads.
+    A request is bounded to ``timeout_s`` in all (by the sweep of
+    ``Deadlines``), and a streamed one by aiohttp's timers: ``timeout_s`` in
+    all and ``idle_timeout_s`` between reads.
     """
 
     def __init__(
@@ -95,19 +99,23 @@ class AiohttpTransport:
         self._max_connections = max_connections
         self._secrets = list(secrets)
         self._session: aiohttp.ClientSession | None = None
+        self._deadlines = Deadlines(timeout_s)
 
     async def __aenter__(self) -> AiohttpTransport:
         connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
-        # No cookies: an API key is all a gateway needs.
+        # No total on the session: the sweep of ``Deadlines`` bounds each request, more
+        # cheaply than aiohttp's timer per request. No cookies: a key is all a gateway needs.
         self._session = aiohttp.ClientSession(
             connector=connector,
             headers=self._headers,
-            timeout=aiohttp.ClientTimeout(total=self._timeout_s, sock_connect=self._timeout_s),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._timeout_s),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
+        self._deadlines.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        await self._deadlines.stop()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -116,14 +124,22 @@ class AiohttpTransport:
         """The answer to ``request``, read whole unless it is streamed."""
         if request.stream:
             return await self._send_stream(request)
+        deadlines = self._deadlines
+        task = deadlines.arm()
         try:
             response = await self._open(request)
             async with response:
                 return HttpResponse(response.status, response.headers, await response.read())
+        except asyncio.CancelledError:
+            if not deadlines.expired(task):
+                raise
+            raise self._timed_out() from None
         except TimeoutError:
             raise self._timed_out() from None
         except aiohttp.ClientError as exc:
             raise self._connection_failure(exc) from None
+        finally:
+            deadlines.disarm(task)
 
     async def _send_stream(self, request: HttpRequest) -> HttpResponse:
         try:
@@ -168,7 +184,8 @@ class AiohttpTransport:
     ) -> aiohttp.ClientResponse:
         """The response to ``request``, redirects followed; its body not read yet.
 
-        ``limits`` bound a streamed request; others have the session's.
+        ``limits`` bound a streamed request; others have the session's (the
+        connect time only: ``send`` bounds the rest).
         """
         assert self._session is not None, "use AiohttpTransport as an async context manager"
         limits = limits or self._session.timeout
