@@ -21,14 +21,14 @@ def status(job: str, shard: str | None, as_json: bool, debug: bool) -> None:
     """Show what JOB's output holds, per model: done, failed, not yet sent, superseded.
 
     Also the last run's id, time and exit code, the cost so far, and the
-    batches still pending (mode: batch) with their counts and age. Sends
-    nothing and writes nothing.
+    batches (mode: batch) and video tasks still pending, with their counts
+    and age. Sends nothing and writes nothing.
     """
     from batchrun.batch.mode import BATCH_KINDS
     from batchrun.cli import _parse_shard
     from batchrun.display import money
     from batchrun.prepare import prepare
-    from batchrun.remote_work import describe, read_record
+    from batchrun.remote_work import TASK_KINDS, describe, read_record
     from batchrun.status import job_status
     from batchrun.summary import format_table
 
@@ -39,8 +39,14 @@ def status(job: str, shard: str | None, as_json: bool, debug: bool) -> None:
     found = guard(debug, lambda: job_status(prepared))
     record = guard(debug, lambda: read_record(prepared.output))
     batches = describe(record.of(BATCH_KINDS))
+    tasks = describe(record.of(TASK_KINDS), id_name="task_id")
     if as_json:
-        payload = {**asdict(found), "cost_usd": found.cost_usd, "pending_batches": batches}
+        payload = {
+            **asdict(found),
+            "cost_usd": found.cost_usd,
+            "pending_batches": batches,
+            "pending_tasks": tasks,
+        }
         click.echo(json.dumps(payload, indent=2, default=str))
         return
     rows = [
@@ -73,18 +79,19 @@ def status(job: str, shard: str | None, as_json: bool, debug: bool) -> None:
             f"last run {last.get('run_id')} finished {last.get('finished_at')}, "
             f"exit {last.get('exit_code')}; cost so far {money(found.cost_usd)}"
         )
-    _show_pending(batches)
+    _show_pending(batches, "batch", "batch_id")
+    _show_pending(tasks, "video task", "task_id")
 
 
-def _show_pending(batches: list[dict[str, Any]]) -> None:
-    """One line per pending batch: id, model, state, counts as last polled, age."""
-    for batch in batches:
-        counts = ", ".join(f"{n:,} {kind}" for kind, n in batch["counts"].items() if n)
+def _show_pending(rows: list[dict[str, Any]], noun: str, id_name: str) -> None:
+    """One line per pending batch or task: id, model, state, counts as last polled, age."""
+    for row in rows:
+        counts = ", ".join(f"{n:,} {kind}" for kind, n in row["counts"].items() if n)
         click.echo(
-            f"pending batch {batch['batch_id']} ({batch['model']}, {batch['status']}): "
-            f"{batch['finished']:,}/{batch['requests']:,} finished"
+            f"pending {noun} {row[id_name]} ({row['model']}, {row['status']}): "
+            f"{row['finished']:,}/{row['requests']:,} finished"
             + (f" ({counts})" if counts else "")
-            + f", submitted {batch['age_h']:.1f} h ago"
+            + f", submitted {row['age_h']:.1f} h ago"
         )
 
 

@@ -233,13 +233,16 @@ def _read_legacy_entries(path: Path) -> dict[str, dict[str, Any]] | None:
     return {str(key): entry for key, entry in entries.items() if isinstance(entry, dict)}
 
 
-def describe(jobs: list[RemoteJob], now: float | None = None) -> list[dict[str, Any]]:
-    """Each batch as a status row: model, id, state, counts as last seen, age in hours."""
+def describe(
+    jobs: list[RemoteJob], now: float | None = None, id_name: str = "batch_id"
+) -> list[dict[str, Any]]:
+    """Each job as a status row: model, id (named ``id_name``), state, counts as last seen,
+    age in hours."""
     moment = time.time() if now is None else now
     return [
         {
             "model": job.model,
-            "batch_id": job.remote_id or "(unconfirmed)",
+            id_name: job.remote_id or "(unconfirmed)",
             "status": job.status,
             "requests": len(job.keys),
             "finished": job.done,

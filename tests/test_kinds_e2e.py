@@ -85,6 +85,15 @@ def test_video_stopped_by_sigterm_while_pending_is_collected_without_resubmittin
     assert len(recorded) == 4 and submissions(gw) == 4
     assert {w["kind"] for w in recorded} == {"video-task", "videos-task"}
     assert all(len(w["keys"]) == 1 and w["status"] == "submitted" for w in recorded)
+    shown = invoke("status", str(job))  # sends nothing: the tasks are still running
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.count("pending video task ") == 4
+    assert all(
+        f"pending video task {w['remote_id']} ({w['model']}" in shown.stdout for w in recorded
+    )
+    listed = json.loads(invoke("status", str(job), "--json").stdout)["pending_tasks"]
+    assert {t["task_id"] for t in listed} == {w["remote_id"] for w in recorded}
+    assert submissions(gw) == 4
     gw.gateway.settings.video_ms = 0  # the tasks are done now
     result = invoke("run", str(job), "--quiet")
     assert result.exit_code == 0, result.output
