@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from batchrun.cli_common import guard, writing
+
+if TYPE_CHECKING:
+    from batchrun.status import JobStatus
 
 
 @click.command()
@@ -26,11 +29,9 @@ def status(job: str, shard: str | None, as_json: bool, debug: bool) -> None:
     """
     from batchrun.batch.mode import BATCH_KINDS
     from batchrun.cli import _parse_shard
-    from batchrun.display import money
     from batchrun.prepare import prepare
     from batchrun.remote_work import TASK_KINDS, describe, read_record
     from batchrun.status import job_status
-    from batchrun.summary import format_table
 
     slice_ = _parse_shard(shard)
     prepared = guard(
@@ -49,6 +50,16 @@ def status(job: str, shard: str | None, as_json: bool, debug: bool) -> None:
         }
         click.echo(json.dumps(payload, indent=2, default=str))
         return
+    _show_models(found)
+    _show_pending(batches, "batch", "batch_id")
+    _show_pending(tasks, "video task", "task_id")
+
+
+def _show_models(found: JobStatus) -> None:
+    """The table of models (done, failed by type, unsent, superseded, cost) and the last run."""
+    from batchrun.display import money
+    from batchrun.summary import format_table
+
     rows = [
         {
             "model": m.model,
@@ -79,8 +90,6 @@ def status(job: str, shard: str | None, as_json: bool, debug: bool) -> None:
             f"last run {last.get('run_id')} finished {last.get('finished_at')}, "
             f"exit {last.get('exit_code')}; cost so far {money(found.cost_usd)}"
         )
-    _show_pending(batches, "batch", "batch_id")
-    _show_pending(tasks, "video task", "task_id")
 
 
 def _show_pending(rows: list[dict[str, Any]], noun: str, id_name: str) -> None:
