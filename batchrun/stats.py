@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 Z95 = 1.959963984540054
 # Fewer prompts than this, or fewer that differ between the two sides, and a
@@ -128,16 +129,29 @@ def t_quantile(p: float, df: float) -> float:
     return (low + high) / 2.0
 
 
+class Sorted(Protocol):
+    """Numbers in ascending order that can be read by position (a list, a Polars Series)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> float: ...
+
+
 def quantile(values: Sequence[float | None], q: float) -> float | None:
     """The ``q`` quantile of the values, nulls and NaNs left out, interpolating linearly
     between the two nearest (numpy's and Polars' "linear"); None when no value is left."""
-    ordered = sorted(v for v in values if v is not None and not math.isnan(v))
-    if not ordered:
+    return sorted_quantile(sorted(v for v in values if v is not None and not math.isnan(v)), q)
+
+
+def sorted_quantile(ordered: Sorted, q: float) -> float | None:
+    """``quantile`` of values already sorted, without nulls or NaNs; None when empty."""
+    last = len(ordered) - 1
+    if last < 0:
         return None
-    position = q * (len(ordered) - 1)
+    position = q * last
     low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    below, above = ordered[low], ordered[min(low + 1, last)]
+    return below + (above - below) * (position - low)
 
 
 def is_binary(values: Sequence[float]) -> bool:

@@ -7,7 +7,6 @@ the output again; ``format_table`` renders rows as an aligned text table.
 
 from __future__ import annotations
 
-import math
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from batchrun.stats import quantile as quantile  # the exact one, for lists
+from batchrun.stats import sorted_quantile
 from batchrun.store import Result
 
 
@@ -129,17 +129,7 @@ def _quantiles(values: array[float], qs: Sequence[float]) -> list[float | None]:
     if ordered.is_nan().any():
         ordered = ordered.filter(~ordered.is_nan())
     ordered = ordered.sort()
-    last = ordered.len() - 1
-    found: list[float | None] = []
-    for q in qs:
-        if last < 0:
-            found.append(None)
-            continue
-        position = q * last
-        low = math.floor(position)
-        below, above = ordered[low], ordered[min(low + 1, last)]
-        found.append(below + (above - below) * (position - low))
-    return found
+    return [sorted_quantile(ordered, q) for q in qs]
 
 
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
