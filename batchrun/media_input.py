@@ -105,6 +105,23 @@ class MediaColumns:
                 return
 
 
+def cell_path(text: str, base: Path) -> Path:
+    """The file a row's cell names: a relative path is read from ``base`` (the data's folder)."""
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def read_cell_file(path: Path, shown: str, prompt_id: str, field: str) -> bytes:
+    """The bytes of a row's file; a ``JobError`` naming the row, the file as ``shown`` and
+    ``field`` when it cannot be read."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise JobError(
+            f"row {prompt_id!r}: cannot read {shown} ({exc.strerror or exc})", field=field
+        ) from None
+
+
 def audio_part(source: Any, prompt_id: str, base: Path = Path()) -> JsonObject:
     """An ``input_audio`` part with the file's bytes; a ``JobError`` for a bad file.
 
@@ -113,21 +130,14 @@ def audio_part(source: Any, prompt_id: str, base: Path = Path()) -> JsonObject:
     field = "prompt.audio_column"
     if source is None or source == "":
         raise JobError(f"row {prompt_id!r}: the audio path is empty", field=field)
-    path = Path(str(source)).expanduser()
-    if not path.is_absolute():
-        path = base / path
+    path = cell_path(str(source), base)
     kind = AUDIO_TYPES.get(path.suffix.lower())
     if kind is None:
         raise JobError(
             f"row {prompt_id!r}: {source!r} is not a {'/'.join(AUDIO_TYPES)} file",
             field=field,
         )
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise JobError(
-            f"row {prompt_id!r}: cannot read {source} ({exc.strerror or exc})", field=field
-        ) from None
+    data = read_cell_file(path, str(source), prompt_id, field)
     found = sniff(data)
     if found is None or found.split("/")[1] != kind.split("/")[1]:
         raise JobError(

@@ -24,7 +24,7 @@ from batchrun.dataset import PROMPT_ID
 from batchrun.errors import JobError
 from batchrun.formats.base import last_user_content
 from batchrun.magic import sniff
-from batchrun.media_input import MediaColumns
+from batchrun.media_input import MediaColumns, cell_path, read_cell_file
 from batchrun.templates import PromptTemplate
 from batchrun.wire import JsonObject
 
@@ -174,22 +174,14 @@ def image_urls(source: Any, prompt_id: str, base: Path) -> tuple[str, str] | Non
     text = str(source)
     if text.startswith(("http://", "https://", "data:")):
         return text, text
-    path = Path(text).expanduser()
-    if not path.is_absolute():
-        path = base / path
+    path = cell_path(text, base)
     kind = IMAGE_TYPES.get(path.suffix.lower())
     if kind is None:
         raise JobError(
             f"row {prompt_id!r}: {text!r} is neither a URL nor a .png/.jpg/.gif/.webp file",
             field="prompt.image_column",
         )
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise JobError(
-            f"row {prompt_id!r}: cannot read {path} ({exc.strerror or exc})",
-            field="prompt.image_column",
-        ) from None
+    data = read_cell_file(path, str(path), prompt_id, "prompt.image_column")
     if sniff(data) != kind:
         raise JobError(
             f"row {prompt_id!r}: {text} is named {path.suffix} but its bytes are "
