@@ -9,7 +9,8 @@ the same run (this machine is shared and noisy):
 
 1. overhead: 20,000 requests, latency 0, concurrency 100: `batchrun run` as a
    whole process (Parquet written) against bare.py, requests/s and
-   CPU-seconds per 1,000 requests;
+   CPU-seconds per 1,000 requests; then the CPU told apart, per process (a
+   4-request run of each) and per request beyond it;
 2. latency-bound: 4,000 requests, lognormal latency with mean 300 ms
    (sigma 0.5 and 0.25, and a constant 300 ms), concurrency 100: wall time
    against the ideal N x 0.3 s / 100, for batchrun, the bare loop, and a
@@ -89,12 +90,18 @@ def batchrun(job: Path) -> list[str]:
 
 
 def overhead(base: Path, prompts: int, rounds: int) -> list[tuple[str, ...]]:
-    """Bare loop and batchrun, alternated ``rounds`` times; the medians of each."""
+    """Bare loop and batchrun, alternated ``rounds`` times; the medians of each.
+
+    Each round also runs both on a 4-request job, so the CPU a process
+    spends whatever its size (start-up: imports, reading the job; the end)
+    can be told from the CPU each request adds.
+    """
     requests = prompts * 2
     rows: list[tuple[str, ...]] = [("1. overhead", "wall s", "req/s", "CPU s / 1k req")]
     env = python_env(**{KEY_ENV: "sk-bench"})
     bare: list[tuple[float, float]] = []
     ours: list[tuple[float, float]] = []
+    small: dict[str, list[float]] = {"bare": [], "batchrun": []}
     with gateway_process(cpu=SERVER_CPU) as url:
         for round_ in range(rounds):
             wall, cpu, _, _ = timed(
@@ -112,6 +119,16 @@ def overhead(base: Path, prompts: int, rounds: int) -> list[tuple[str, ...]]:
             sent = gateway_stats(url)["requests"] - before
             assert sent == requests, f"batchrun sent {sent}, expected {requests}"
             ours.append((wall, cpu))
+            small["bare"].append(
+                timed([sys.executable, str(HERE / "bare.py"), url, "2", "2", "100"])[1]
+            )
+            tiny = write_job(
+                base / f"overhead-small-{round_}",
+                url,
+                2,
+                limits={"concurrency": 100, "adaptive": False},
+            )
+            small["batchrun"].append(timed(batchrun(tiny), env)[1])
     bare_wall, bare_cpu = (statistics.median(x) for x in zip(*bare, strict=True))
     br_wall, br_cpu = (statistics.median(x) for x in zip(*ours, strict=True))
     bare_rps, br_rps = requests / bare_wall, requests / br_wall
@@ -142,7 +159,30 @@ def overhead(base: Path, prompts: int, rounds: int) -> list[tuple[str, ...]]:
             "",
         )
     )
-    return rows
+    return rows + split_rows(requests, bare_cpu, br_cpu, small)
+
+
+def split_rows(
+    requests: int, bare_cpu: float, br_cpu: float, small: dict[str, list[float]]
+) -> list[tuple[str, ...]]:
+    """The whole run's CPU told apart: per process (the 4-request run) and per request beyond it."""
+    fixed = {name: statistics.median(values) for name, values in small.items()}
+    per_request = {
+        "bare": (bare_cpu - fixed["bare"]) / (requests - 4) * 1000,
+        "batchrun": (br_cpu - fixed["batchrun"]) / (requests - 4) * 1000,
+    }
+    return [
+        ("  CPU per process (a 4-request run), s", "", "", ""),
+        ("    bare / batchrun", "", "", f"{fixed['bare']:.2f} / {fixed['batchrun']:.2f}"),
+        ("  CPU per request beyond it, ms", "", "", ""),
+        (
+            "    bare / batchrun (ratio)",
+            "",
+            "",
+            f"{per_request['bare']:.3f} / {per_request['batchrun']:.3f} "
+            f"({per_request['batchrun'] / per_request['bare']:.2f} x)",
+        ),
+    ]
 
 
 def floor_s(requests: int, concurrency: int, mean_s: float, sigma: float, runs: int = 20) -> float:
